@@ -1,0 +1,1 @@
+"""Dagster definitions: assets by stage, sensors, schedules, resources, partitions."""

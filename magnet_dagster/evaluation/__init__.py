@@ -1,0 +1,1 @@
+"""Checkers and the student runner (no Dagster here)."""

@@ -1,0 +1,1 @@
+"""The function graph, random walks and node operations (no Dagster here)."""

@@ -1,0 +1,79 @@
+"""Candidate edges: which functions might consume what another produces.
+
+An inverted index from parameter tokens (names, types, description words) to functions
+scores every source's `returns` against all targets at once, so a 5,000-function catalog
+never needs an all-pairs loop. Targets come from the source's own category/tool first,
+topped up from the whole tool set when the category is small.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+from magnet_dagster.tools.spec import FunctionSpec
+
+_WORD = re.compile(r"[a-z][a-z0-9]+")
+_STOP = frozenset("the a an of to for and or in on is be by with from this that it its as at "
+                  "value values number string list dict integer float boolean object".split())
+
+
+def _words(text: str | None) -> set[str]:
+    return {w for w in _WORD.findall((text or "").lower()) if w not in _STOP and len(w) > 2}
+
+
+def _field_tokens(schema: dict | None) -> Counter[str]:
+    """Weighted tokens of a schema's top-level fields: name 3, name parts 2, type and words 1."""
+    tokens: Counter[str] = Counter()
+    if not isinstance(schema, dict):
+        return tokens
+    for name, sub in (schema.get("properties") or {}).items():
+        sub = sub if isinstance(sub, dict) else {}
+        tokens[f"name:{name.lower()}"] += 3
+        for part in name.lower().split("_"):
+            if len(part) > 2:
+                tokens[f"word:{part}"] += 2
+        if isinstance(sub.get("type"), str):
+            tokens[f"type:{sub['type']}"] += 1
+        for word in _words(sub.get("description")):
+            tokens[f"word:{word}"] += 1
+    return tokens
+
+
+@dataclass(frozen=True)
+class Candidate:
+    source: str
+    target: str
+    score: float
+
+
+def candidate_pairs(specs: list[FunctionSpec], k: int = 30) -> dict[str, list[Candidate]]:
+    """Up to `k` ranked candidate targets per source function."""
+    by_group: dict[str | None, list[str]] = defaultdict(list)
+    index: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    group_of: dict[str, str | None] = {}
+    for spec in specs:
+        group = spec.category or spec.tool
+        group_of[spec.name] = group
+        by_group[group].append(spec.name)
+        for token, weight in _field_tokens(spec.parameters).items():
+            index[token].append((spec.name, weight))
+    everyone = [s.name for s in specs]
+    result: dict[str, list[Candidate]] = {}
+    for spec in specs:
+        scores: Counter[str] = Counter()
+        for token, weight in _field_tokens(spec.returns).items():
+            for target, target_weight in index.get(token, ()):
+                if target != spec.name:
+                    scores[target] += weight * target_weight
+        same = [n for n in by_group[group_of[spec.name]] if n != spec.name]
+        chosen = sorted(same, key=lambda n: (-scores[n], n))[:k]
+        if len(chosen) < k:
+            taken = set(chosen) | {spec.name}
+            chosen += [n for n, _ in scores.most_common() if n not in taken][: k - len(chosen)]
+            if len(chosen) < k and len(same) < k // 3:
+                taken = set(chosen) | {spec.name}
+                chosen += [n for n in everyone if n not in taken][: k - len(chosen)]
+        result[spec.name] = [Candidate(spec.name, n, float(scores[n])) for n in chosen]
+    return result

@@ -1,0 +1,154 @@
+"""Signature paths: random walks over the function graph, then Merge, Insert and Split.
+
+Every function here is pure: randomness enters as an explicit `random.Random`, and the
+nested-call judge's verdicts come in as a set of (source, target) pairs, so a path is
+reproducible from its seed.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import networkx as nx
+
+MAX_FUNCTIONS_PER_TURN = 3
+CALL, MISS_FUNC, MISS_PARAMS = "call", "miss_func", "miss_params"
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One user turn: the functions its reference calls use.
+
+    `kind` is `call`, or `miss_func` / `miss_params` for the empty turns Split inserts;
+    those name in `target` the functions of the turn they stand before. `nested` lists
+    (source, inserted) pairs whose inserted call takes its arguments from the source's output.
+    """
+
+    functions: tuple[str, ...]
+    kind: str = CALL
+    target: tuple[str, ...] = ()
+    nested: tuple[tuple[str, str], ...] = ()
+    operations: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Turn":
+        return cls(
+            functions=tuple(d["functions"]), kind=d.get("kind", CALL), target=tuple(d.get("target", ())),
+            nested=tuple(tuple(p) for p in d.get("nested", ())), operations=tuple(d.get("operations", ())),
+        )
+
+
+@dataclass(frozen=True)
+class SignaturePath:
+    walk: tuple[str, ...]
+    turns: tuple[Turn, ...]
+    operations: tuple[str, ...] = field(default=())
+
+    @property
+    def functions(self) -> list[str]:
+        return [f for t in self.turns for f in t.functions]
+
+
+def random_walk(graph: nx.DiGraph, start: str, steps: int, rng: random.Random) -> list[str]:
+    """Up to `steps` functions along edges from `start`, no node twice, stopping at dead ends."""
+    walk = [start]
+    while len(walk) < steps:
+        choices = sorted(n for n in graph.successors(walk[-1]) if n not in walk)
+        if not choices:
+            break
+        walk.append(rng.choice(choices))
+    return walk
+
+
+def initial_path(walk: list[str]) -> SignaturePath:
+    return SignaturePath(walk=tuple(walk), turns=tuple(Turn((f,)) for f in walk))
+
+
+def merge(path: SignaturePath, p: float, rng: random.Random) -> SignaturePath:
+    """With probability `p`, fold a turn into the one before it (several intents, one query)."""
+    turns: list[Turn] = []
+    ops = list(path.operations)
+    for turn in path.turns:
+        prev = turns[-1] if turns else None
+        if (prev is not None and prev.kind == CALL and turn.kind == CALL
+                and len(prev.functions) + len(turn.functions) <= MAX_FUNCTIONS_PER_TURN
+                and rng.random() < p):
+            turns[-1] = replace(prev, functions=prev.functions + turn.functions,
+                                nested=prev.nested + turn.nested,
+                                operations=prev.operations + ("merge",))
+            ops.append("merge")
+        else:
+            turns.append(turn)
+    return replace(path, turns=tuple(turns), operations=tuple(ops))
+
+
+def insert(path: SignaturePath, nested_pairs: set[tuple[str, str]], p: float,
+           rng: random.Random) -> SignaturePath:
+    """Add a nested call after a turn's last function, judged nested by the teacher.
+
+    Same turn (short dependency) or as its own turn after a random later turn (long
+    dependency); the inserted call must take its arguments from the earlier output.
+    """
+    used = set(path.functions)
+    turns = list(path.turns)
+    ops = list(path.operations)
+    i = 0
+    while i < len(turns):
+        turn = turns[i]
+        if turn.kind != CALL or rng.random() >= p:
+            i += 1
+            continue
+        last = turn.functions[-1]
+        options = sorted(t for (s, t) in nested_pairs if s == last and t not in used)
+        if not options:
+            i += 1
+            continue
+        added = rng.choice(options)
+        used.add(added)
+        later = [j for j in range(i + 1, len(turns)) if turns[j].kind == CALL]
+        if len(turn.functions) < MAX_FUNCTIONS_PER_TURN and (not later or rng.random() < 0.5):
+            turns[i] = replace(turn, functions=turn.functions + (added,),
+                               nested=turn.nested + ((last, added),),
+                               operations=turn.operations + ("insert_short",))
+            ops.append("insert_short")
+        elif later:
+            j = rng.choice(later)
+            turns.insert(j + 1, Turn((added,), nested=((last, added),), operations=("insert_long",)))
+            ops.append("insert_long")
+        i += 1
+    return replace(path, turns=tuple(turns), operations=tuple(ops))
+
+
+def split(path: SignaturePath, p: float, rng: random.Random,
+          required: dict[str, list[str]]) -> SignaturePath:
+    """With probability `p`, put an empty `miss_func` or `miss_params` turn before a call turn.
+
+    `miss_params` needs a function with a required parameter to leave out; the assistant
+    must ask for it, and the next user turn supplies it.
+    """
+    candidates = [i for i, t in enumerate(path.turns) if t.kind == CALL and not t.nested]
+    if not candidates or rng.random() >= p:
+        return path
+    i = rng.choice(candidates)
+    turn = path.turns[i]
+    with_params = [f for f in turn.functions if required.get(f)]
+    kinds = [MISS_FUNC] + ([MISS_PARAMS] if with_params else [])
+    kind = rng.choice(kinds)
+    target = (rng.choice(with_params),) if kind == MISS_PARAMS else (rng.choice(turn.functions),)
+    empty = Turn((), kind=kind, target=target, operations=(f"split_{kind}",))
+    turns = list(path.turns)
+    turns.insert(i, empty)
+    return replace(path, turns=tuple(turns), operations=path.operations + (f"split_{kind}",))
+
+
+def operation_mix(paths: list[SignaturePath]) -> dict[str, int]:
+    mix: dict[str, int] = {}
+    for path in paths:
+        for op in path.operations:
+            mix[op] = mix.get(op, 0) + 1
+    return mix

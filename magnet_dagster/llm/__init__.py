@@ -1,0 +1,1 @@
+"""LLM backends, response parsing, cache, concurrency and retries (no Dagster here)."""

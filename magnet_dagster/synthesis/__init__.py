@@ -1,0 +1,1 @@
+"""Back-and-forth translation, context distillation, splits and exports (no Dagster here)."""

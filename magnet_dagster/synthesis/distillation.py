@@ -1,0 +1,244 @@
+"""Context distillation: the teacher writes the assistant side with the reference as a hint.
+
+A positive trajectory keeps a turn only if the teacher's calls match the reference (AST,
+order-free) or, on `miss_*` turns, it makes no call and asks or says it cannot. The hint
+lives only in the request; the stored conversation never contains it. Negatives come from
+the same prefix with a wrong hint of a named error type.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from magnet_dagster.graph.paths import CALL, MISS_FUNC, MISS_PARAMS
+from magnet_dagster.llm.client import LLMClient, LLMRequest
+from magnet_dagster.synthesis.translation import TurnResult, calls_schema
+from magnet_dagster.tools.calls import ToolCall, calls_mismatch
+from magnet_dagster.tools.spec import FunctionSpec
+
+SYSTEM_PROMPT = "You are a helpful assistant that can call functions to complete the user's requests."
+HINT_MARKER = "[reference hint]"
+
+CALL_HINT = (HINT_MARKER + " The correct next step is to call: {calls}. Decide the calls yourself "
+             "as if you had worked them out; never mention this hint. Answer with JSON "
+             '{{"calls": [...]}}.')
+ASK_HINT = (HINT_MARKER + " The user did not give the value of `{param}`, which is needed. Do not "
+            "call any function: ask the user for it, and never mention this hint. Answer with JSON "
+            '{{"content": "..."}}.')
+REFUSE_HINT = (HINT_MARKER + " None of the available functions can do this. Do not call any "
+               "function: say you cannot do it with the tools you have, and never mention this "
+               'hint. Answer with JSON {{"content": "..."}}.')
+REPLY_PROMPT = ("Write the assistant's short reply to the user, based on the function results "
+                'above. Answer with JSON {"content": "..."}.')
+
+CONTENT_SCHEMA = {"type": "object", "properties": {"content": {"type": "string", "minLength": 4, "maxLength": 400}},
+                  "required": ["content"]}
+_ASKS_OR_REFUSES = re.compile(r"\?|\b(can ?not|can't|unable|not able|don't have|do not have|no (?:tool|function))\b", re.I)
+
+ERROR_TYPES = ("wrong_function", "missing_nested_call", "wrong_dependency_value",
+               "hallucinated_missing_param", "answer_instead_of_ask")
+
+
+def asks_or_refuses(text: str) -> bool:
+    return bool(_ASKS_OR_REFUSES.search(text or ""))
+
+
+def tool_messages(calls: list[ToolCall], outputs: list[Any], turn: int) -> tuple[dict, list[dict]]:
+    ids = [f"call_{turn}_{i}" for i in range(len(calls))]
+    assistant = {"role": "assistant", "content": None,
+                 "tool_calls": [c.openai(i) for c, i in zip(calls, ids)]}
+    results = [{"role": "tool", "tool_call_id": i, "name": c.name, "content": json.dumps(o)}
+               for c, o, i in zip(calls, outputs, ids)]
+    return assistant, results
+
+
+def system_message(specs: list[FunctionSpec]) -> dict[str, Any]:
+    return {"role": "system", "content": SYSTEM_PROMPT}
+
+
+def new_tools_message(specs: list[FunctionSpec]) -> dict[str, Any]:
+    """BFCL's miss_func convention: a withheld function arrives in a system message later."""
+    return {"role": "system", "content": "New functions are now available: "
+            + json.dumps([s.openai_tool() for s in specs])}
+
+
+@dataclass
+class AssistantTurn:
+    messages: list[dict[str, Any]]
+    calls: list[ToolCall]
+    llm_call_ids: list[str]
+    ok: bool
+    reason: str | None = None
+
+
+async def _teacher(client: LLMClient, history: list[dict[str, Any]], hint: str,
+                   schema: dict[str, Any], tools: list[dict[str, Any]], seed: int, max_tokens: int) -> tuple[Any, str]:
+    reply = await client.chat(LLMRequest(
+        messages=history + [{"role": "system", "content": hint}], tools=tools,
+        response_schema=schema, temperature=0.0, max_tokens=max_tokens, seed=seed))
+    return (reply.json() if reply.ok else None), reply.call_id
+
+
+async def assistant_turn(
+    client: LLMClient, history: list[dict[str, Any]], result: TurnResult,
+    hint_calls: list[ToolCall] | None, specs: dict[str, FunctionSpec], seed: int,
+) -> AssistantTurn:
+    """The teacher's assistant messages for one turn, given a hint (right or wrong)."""
+    offered = [specs[n] for n in result.tools if n in specs]
+    tools = [s.openai_tool() for s in offered]
+    ids: list[str] = []
+    if hint_calls:  # a call turn, or a wrong hint on a miss turn
+        hint = CALL_HINT.format(calls="; ".join(c.python() for c in hint_calls))
+        schema = calls_schema(offered or list(specs.values()))
+        data, cid = await _teacher(client, history, hint, schema, tools, seed, 96 * len(hint_calls) + 64)
+        ids.append(cid)
+        raw = data.get("calls") if isinstance(data, dict) else None
+        try:
+            calls = [ToolCall.from_dict(c) for c in raw] if isinstance(raw, list) else []
+        except (ValueError, TypeError):
+            calls = []
+        if not calls:
+            return AssistantTurn([], [], ids, False, "teacher made no call")
+        return AssistantTurn([], calls, ids, True)
+    if result.kind == MISS_PARAMS:
+        hint = ASK_HINT.format(param=", ".join(specs[f].required[0] for f in result.functions) or "a required value")
+    else:
+        hint = REFUSE_HINT
+    data, cid = await _teacher(client, history, hint, CONTENT_SCHEMA, tools, seed, 128)
+    ids.append(cid)
+    content = data.get("content") if isinstance(data, dict) else None
+    if not isinstance(content, str) or not content.strip():
+        return AssistantTurn([], [], ids, False, "teacher wrote no reply")
+    return AssistantTurn([{"role": "assistant", "content": content.strip()}], [], ids, True)
+
+
+@dataclass
+class Trajectory:
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]]
+    llm_call_ids: list[str]
+    #: index in `messages` of the first assistant message of each turn, for preference pairs
+    turn_starts: list[int] = field(default_factory=list)
+
+
+async def positive_trajectory(
+    client: LLMClient, turns: list[TurnResult], specs: dict[str, FunctionSpec], seed: int,
+) -> Trajectory | tuple[int, str, str]:
+    """The distilled conversation, or (turn index, rule, reason) for the turn that failed."""
+    all_tools = list(dict.fromkeys(n for t in turns for n in t.tools))
+    withheld = {f for t in turns if t.kind == MISS_FUNC for f in _miss_targets(t, turns)}
+    convo_tools = [specs[n].openai_tool() for n in all_tools if n in specs and n not in withheld]
+    messages: list[dict[str, Any]] = [system_message([])]
+    ids: list[str] = []
+    starts: list[int] = []
+    for i, turn in enumerate(turns):
+        if i > 0 and turns[i - 1].kind == MISS_FUNC:
+            messages.append(new_tools_message([specs[f] for f in _miss_targets(turns[i - 1], turns) if f in specs]))
+        messages.append({"role": "user", "content": turn.query})
+        starts.append(len(messages))
+        out = await assistant_turn(client, messages, turn, turn.calls or None, specs, seed + i)
+        ids.extend(out.llm_call_ids)
+        if not out.ok:
+            return i, "teacher_failed", out.reason or "teacher failed"
+        if turn.kind == CALL:
+            mismatch = calls_mismatch(turn.calls, out.calls, specs)
+            if mismatch:
+                return i, "calls_mismatch", mismatch
+            assistant, results = tool_messages(out.calls, turn.outputs, i)
+            messages.append(assistant)
+            messages.extend(results)
+            reply = await client.chat(LLMRequest(
+                messages=messages + [{"role": "system", "content": REPLY_PROMPT}],
+                response_schema=CONTENT_SCHEMA, max_tokens=128, seed=seed + i))
+            ids.append(reply.call_id)
+            data = reply.json()
+            if not isinstance(data, dict) or not isinstance(data.get("content"), str):
+                return i, "teacher_failed", "no final reply after the tool results"
+            messages.append({"role": "assistant", "content": data["content"].strip()})
+        else:
+            if not asks_or_refuses(out.messages[0]["content"]):
+                return i, "no_ask_or_refusal", f"{turn.kind} turn neither asks nor refuses: {out.messages[0]['content'][:120]!r}"
+            messages.extend(out.messages)
+    return Trajectory(messages, convo_tools, ids, starts)
+
+
+def _miss_targets(turn: TurnResult, turns: list[TurnResult]) -> list[str]:
+    nxt = turns[turn.index + 1] if turn.index + 1 < len(turns) else None
+    return list(nxt.functions) if nxt else []
+
+
+def wrong_hint(turn: TurnResult, earlier: list[TurnResult], specs: dict[str, FunctionSpec],
+               rng: random.Random) -> tuple[str, list[ToolCall]] | None:
+    """A contrastive, incorrect hint for `turn` with its error type, or None if none applies."""
+    if turn.kind == MISS_PARAMS and turn.functions:
+        spec = specs[turn.functions[0]]
+        args = {p: _invent(spec.properties.get(p, {}), rng) for p in spec.required}
+        return "hallucinated_missing_param", [ToolCall(spec.name, args)]
+    if turn.kind == MISS_FUNC:
+        return None
+    if len(turn.calls) > 1:
+        return "missing_nested_call", turn.calls[:-1]
+    call = turn.calls[0]
+    known = {json.dumps(x) for t in earlier for o in t.outputs for x in _values(o)}
+    dependent = [k for k, v in call.arguments.items() if json.dumps(v) in known]
+    if dependent:
+        key = rng.choice(dependent)
+        return "wrong_dependency_value", [ToolCall(call.name, {**call.arguments, key: _perturb(call.arguments[key], rng)})]
+    others = [n for n in turn.tools if n != call.name and n in specs]
+    if others:
+        other = specs[rng.choice(others)]
+        return "wrong_function", [ToolCall(other.name, {p: call.arguments.get(p, _invent(other.properties.get(p, {}), rng))
+                                                         for p in other.required})]
+    return None
+
+
+def _values(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _values(v)]
+    return [value]
+
+
+def _perturb(value: Any, rng: random.Random) -> Any:
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int | float):
+        return value + rng.randint(1, 9)
+    return f"{value}-x"
+
+
+def _invent(schema: dict[str, Any], rng: random.Random) -> Any:
+    kind = schema.get("type")
+    if "enum" in schema:
+        return rng.choice(schema["enum"])
+    return {"integer": rng.randint(1, 99), "number": float(rng.randint(1, 99)), "boolean": True,
+            "array": [], "object": {}}.get(kind, "unknown")
+
+
+async def preference_pair(
+    client: LLMClient, trajectory: Trajectory, turns: list[TurnResult], specs: dict[str, FunctionSpec],
+    rng: random.Random, seed: int,
+) -> dict[str, Any] | None:
+    """One turn-level pair: shared prefix, the positive turn, the turn written under a wrong hint."""
+    options = [(i, h) for i, t in enumerate(turns) if (h := wrong_hint(t, turns[:i], specs, rng))]
+    if not options:
+        return None
+    index, (error_type, hint_calls) = rng.choice(options)
+    start = trajectory.turn_starts[index]
+    prefix = trajectory.messages[:start]
+    out = await assistant_turn(client, prefix, turns[index], hint_calls, specs, seed)
+    if not out.ok:
+        return None
+    if turns[index].kind == CALL and calls_mismatch(turns[index].calls, out.calls, specs) is None:
+        return None  # the teacher ignored the wrong hint: not a negative
+    rejected = tool_messages(out.calls, [], index)[0] if out.calls else out.messages[0]
+    return {"turn_index": index, "error_type": error_type, "prompt": prefix,
+            "chosen": [trajectory.messages[start]], "rejected": [rejected],
+            "llm_call_id": out.llm_call_ids[-1]}
+
+
+def contains_hint(messages: list[dict[str, Any]]) -> bool:
+    return any(HINT_MARKER in (m.get("content") or "") for m in messages)

@@ -1,0 +1,281 @@
+"""Back-and-forth translation: signatures -> user query -> reference calls, turn by turn.
+
+Back-translation writes the user's query from the turn's function signatures (with the
+conversation so far and earlier outputs); forward translation turns the query back into
+calls, which are validated, executed and checked for grounding. A turn that fails is
+regenerated a bounded number of times; then the path is dropped with its reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
+
+from magnet_dagster.graph.judge import describe
+from magnet_dagster.graph.paths import CALL, MISS_FUNC, MISS_PARAMS, SignaturePath, Turn
+from magnet_dagster.llm.client import LLMClient, LLMRequest
+from magnet_dagster.tools.calls import ToolCall
+from magnet_dagster.tools.executors import Executor
+from magnet_dagster.tools.spec import FunctionSpec
+
+BACK_PROMPT = """Write the next message a user sends to an AI assistant that has tools.
+The assistant should need exactly these functions to answer it:
+{functions}
+Conversation so far:
+{history}
+Results the assistant already has:
+{outputs}
+Rules: do not name the functions; write naturally in one or two sentences; include every
+required value literally (numbers, names, titles); refer to earlier results indirectly
+("that ticket", "the result") instead of repeating them; do not repeat an earlier message.
+Answer with JSON {{"query": "..."}}."""
+
+MISS_PARAMS_PROMPT = """Write the next message a user sends to an AI assistant. The user wants
+this function's job done but forgets to give the value of `{param}`:
+{function}
+Conversation so far:
+{history}
+Rules: do not name the function; one sentence; do not mention {param} or its value.
+Answer with JSON {{"query": "..."}}."""
+
+MISS_FUNC_PROMPT = """Write the next message a user sends to an AI assistant, asking for this
+job to be done (the assistant will turn out not to have the tool for it):
+{function}
+Conversation so far:
+{history}
+Rules: do not name the function; one sentence. Answer with JSON {{"query": "..."}}."""
+
+FORWARD_PROMPT = """You translate a user's request into function calls.
+Available functions:
+{functions}
+Conversation so far:
+{history}
+Results already available:
+{outputs}
+Request: {query}
+Give the calls that fulfil the request, with argument values taken from the request or from
+the earlier results. Answer with JSON {{"calls": [{{"name": ..., "arguments": {{...}}}}]}}."""
+
+QUERY_SCHEMA = {"type": "object", "properties": {"query": {"type": "string", "minLength": 8, "maxLength": 400}},
+                "required": ["query"]}
+
+
+def calls_schema(specs: list[FunctionSpec], exact: int | None = None) -> dict[str, Any]:
+    """Structured output for calls: each item one of the offered functions, with its parameters."""
+    variants = [
+        {"type": "object",
+         "properties": {"name": {"type": "string", "enum": [s.name]}, "arguments": s.parameters},
+         "required": ["name", "arguments"]}
+        for s in specs
+    ]
+    array: dict[str, Any] = {"type": "array", "items": variants[0] if len(variants) == 1 else {"anyOf": variants}}
+    if exact is not None:
+        array.update(minItems=exact, maxItems=exact)
+    return {"type": "object", "properties": {"calls": array}, "required": ["calls"]}
+
+
+# ------------------------------------------------------------------ checks
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def _leaves(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _leaves(v)]
+    if isinstance(value, list | tuple):
+        return [x for v in value for x in _leaves(v)]
+    return [value]
+
+
+def _grounded(value: Any, text: str, numbers: set[float], known: list[Any]) -> bool:
+    if isinstance(value, bool) or value is None:
+        return True
+    if isinstance(value, int | float):
+        return float(value) in numbers or any(
+            isinstance(k, int | float) and not isinstance(k, bool) and float(k) == float(value) for k in known)
+    if isinstance(value, str):
+        v = " ".join(value.lower().split())
+        return not v or v in text or any(isinstance(k, str) and k.lower() == value.lower() for k in known)
+    return all(_grounded(x, text, numbers, known) for x in _leaves(value))
+
+
+def ungrounded(call: ToolCall, texts: list[str], outputs: list[Any]) -> list[str]:
+    """Arguments whose value is neither literal in the user's words nor an earlier output."""
+    text = " ".join(" ".join(t.lower().split()) for t in texts)
+    numbers = {float(n) for n in _NUMBER.findall(text)}
+    known = [x for o in outputs for x in _leaves(o)]
+    return [k for k, v in call.arguments.items() if not _grounded(v, text, numbers, known)]
+
+
+def schema_problem(call: ToolCall, spec: FunctionSpec | None) -> str | None:
+    if spec is None:
+        return f"{call.name} is not offered at this turn"
+    try:
+        jsonschema.validate(call.arguments, spec.parameters)
+    except jsonschema.ValidationError as exc:
+        return f"{call.name}: {exc.message}"
+    return None
+
+
+# --------------------------------------------------------------- path synthesis
+
+
+@dataclass
+class TurnResult:
+    index: int
+    kind: str
+    functions: tuple[str, ...]
+    query: str
+    calls: list[ToolCall] = field(default_factory=list)
+    outputs: list[Any] = field(default_factory=list)
+    tools: list[str] = field(default_factory=list)
+    attempts: int = 1
+    llm_call_ids: list[str] = field(default_factory=list)
+    simulated: bool = False
+
+
+@dataclass
+class PathRejection:
+    turn_index: int
+    rule: str
+    reason: str
+
+
+@dataclass
+class TranslationSettings:
+    max_attempts: int = 3
+    temperature: float = 0.7
+    seed: int = 0
+
+
+def _history_text(results: list[TurnResult]) -> str:
+    return "\n".join(f"user: {r.query}" for r in results) or "(none)"
+
+
+def _outputs_text(results: list[TurnResult]) -> str:
+    outs = [json.dumps(o)[:300] for r in results for o in r.outputs]
+    return "\n".join(outs[-6:]) or "(none)"
+
+
+def offered_tools(path: SignaturePath, turn_index: int, distractors: list[str]) -> list[str]:
+    """Functions the assistant sees at a turn: the path's plus distractors, minus withheld ones."""
+    names = list(dict.fromkeys(path.functions + distractors))
+    turn = path.turns[turn_index]
+    if turn.kind == MISS_FUNC:
+        names = [n for n in names if n not in turn.target]
+    return names
+
+
+async def _ask_query(client: LLMClient, prompt: str, settings: TranslationSettings, attempt: int,
+                     ids: list[str]) -> str | None:
+    reply = await client.chat(LLMRequest(
+        messages=[{"role": "user", "content": prompt}], response_schema=QUERY_SCHEMA,
+        temperature=settings.temperature, max_tokens=160, seed=settings.seed * 100 + attempt))
+    ids.append(reply.call_id)
+    data = reply.json()
+    if not reply.ok or not isinstance(data, dict) or not isinstance(data.get("query"), str):
+        return None
+    return " ".join(data["query"].split())
+
+
+async def translate_turn(
+    client: LLMClient, path: SignaturePath, index: int, specs: dict[str, FunctionSpec],
+    done: list[TurnResult], executor: Executor, tools: list[str], settings: TranslationSettings,
+) -> TurnResult | PathRejection:
+    turn: Turn = path.turns[index]
+    earlier_queries = {r.query.lower() for r in done}
+    last_reason = PathRejection(index, "no_attempt", "no attempt made")
+    for attempt in range(settings.max_attempts):
+        ids: list[str] = []
+        if turn.kind == MISS_PARAMS:
+            spec = specs[turn.target[0]]
+            prompt = MISS_PARAMS_PROMPT.format(param=spec.required[0], function=describe(spec),
+                                               history=_history_text(done))
+        elif turn.kind == MISS_FUNC:
+            prompt = MISS_FUNC_PROMPT.format(function=describe(specs[turn.target[0]]), history=_history_text(done))
+        else:
+            prompt = BACK_PROMPT.format(functions="\n".join(describe(specs[f]) for f in turn.functions),
+                                        history=_history_text(done), outputs=_outputs_text(done))
+        query = await _ask_query(client, prompt, settings, attempt, ids)
+        if query is None:
+            last_reason = PathRejection(index, "back_translation_failed", "no query in the teacher's reply")
+            continue
+        if query.lower() in earlier_queries:
+            last_reason = PathRejection(index, "repeated_query", f"query repeats an earlier one: {query!r}")
+            continue
+        if turn.kind != CALL:
+            return TurnResult(index, turn.kind, (), query, tools=tools, attempts=attempt + 1, llm_call_ids=ids)
+        result = await _forward(client, query, turn, index, specs, done, executor, tools, settings, attempt, ids)
+        if isinstance(result, TurnResult):
+            result.attempts = attempt + 1
+            return result
+        last_reason = result
+    return last_reason
+
+
+async def _forward(
+    client: LLMClient, query: str, turn: Turn, index: int, specs: dict[str, FunctionSpec],
+    done: list[TurnResult], executor: Executor, tools: list[str], settings: TranslationSettings,
+    attempt: int, ids: list[str],
+) -> TurnResult | PathRejection:
+    offered = [specs[n] for n in tools if n in specs]
+    reply = await client.chat(LLMRequest(
+        messages=[{"role": "user", "content": FORWARD_PROMPT.format(
+            functions="\n".join(describe(s) for s in offered), history=_history_text(done),
+            outputs=_outputs_text(done), query=query)}],
+        response_schema=calls_schema(offered, exact=len(turn.functions)),
+        temperature=0.0, max_tokens=96 * len(turn.functions) + 64, seed=settings.seed * 100 + attempt))
+    ids.append(reply.call_id)
+    data = reply.json()
+    raw_calls = data.get("calls") if isinstance(data, dict) else None
+    if not reply.ok or not isinstance(raw_calls, list):
+        return PathRejection(index, "forward_translation_failed", reply.error or "no calls in the teacher's reply")
+    try:
+        calls = [ToolCall.from_dict(c) for c in raw_calls]
+    except (ValueError, TypeError) as exc:
+        return PathRejection(index, "forward_translation_failed", str(exc))
+    if sorted(c.name for c in calls) != sorted(turn.functions):
+        return PathRejection(index, "wrong_functions",
+                             f"calls {[c.name for c in calls]} do not use the turn's functions {list(turn.functions)}")
+    for call in calls:
+        problem = schema_problem(call, specs.get(call.name))
+        if problem:
+            return PathRejection(index, "schema", problem)
+    texts = [r.query for r in done] + [query]
+    earlier_outputs = [o for r in done for o in r.outputs]
+    outputs: list[Any] = []
+    simulated = False
+    nested_targets = {t for _, t in turn.nested}
+    for call in calls:
+        visible = earlier_outputs + (outputs if call.name in nested_targets else [])
+        missing = ungrounded(call, texts, visible)
+        if missing:
+            return PathRejection(index, "ungrounded",
+                                 f"{call.name}: {missing} not in the query or an earlier output")
+        execution = await executor.execute(call)
+        if not execution.ok:
+            return PathRejection(index, "execution", json.dumps(execution.output)[:300])
+        simulated = simulated or execution.simulated
+        if execution.llm_call_id:
+            ids.append(execution.llm_call_id)
+        outputs.append(execution.output)
+    return TurnResult(index, CALL, turn.functions, query, calls, outputs, tools,
+                      llm_call_ids=ids, simulated=simulated)
+
+
+async def translate_path(
+    client: LLMClient, path: SignaturePath, specs: dict[str, FunctionSpec], executor: Executor,
+    distractors: list[str], settings: TranslationSettings,
+) -> list[TurnResult] | PathRejection:
+    done: list[TurnResult] = []
+    for index in range(len(path.turns)):
+        tools = offered_tools(path, index, distractors)
+        result = await translate_turn(client, path, index, specs, done, executor, tools, settings)
+        if isinstance(result, PathRejection):
+            return result
+        done.append(result)
+    return done

@@ -1,0 +1,1 @@
+"""Tool formats -> FunctionSpec, validation, the call model and matcher, executors."""

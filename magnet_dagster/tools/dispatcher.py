@@ -1,0 +1,94 @@
+"""The allow-list dispatcher: the only way a call (from a model or a file) reaches code.
+
+A call runs only if its name is a public method registered for this conversation, its
+arguments are literals (parsed, never evaluated) and it finishes within the time limit.
+Whatever the tool raises comes back as an error result the trajectory can show.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import copy
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from magnet_dagster.tools.calls import CallParseError, ToolCall, parse_python_call
+
+
+class DispatchRefused(ValueError):
+    """A call the allow-list does not permit."""
+
+
+@dataclass
+class Dispatcher:
+    """Maps function names to bound public methods of this conversation's instances."""
+
+    functions: dict[str, Callable[..., Any]]
+    time_limit_s: float = 5.0
+    _pool: concurrent.futures.ThreadPoolExecutor = field(
+        default_factory=lambda: concurrent.futures.ThreadPoolExecutor(max_workers=1), repr=False
+    )
+
+    @classmethod
+    def for_instances(cls, instances: dict[str, object], allowed: set[str], time_limit_s: float = 5.0) -> "Dispatcher":
+        """Register `allowed` public methods found on `instances` (class name -> object)."""
+        functions: dict[str, Callable[..., Any]] = {}
+        for obj in instances.values():
+            for name in allowed:
+                if name.startswith("_"):
+                    continue
+                method = getattr(type(obj), name, None)
+                if callable(method) and name not in functions:
+                    functions[name] = getattr(obj, name)
+        return cls(functions=functions, time_limit_s=time_limit_s)
+
+    def check(self, call: ToolCall) -> None:
+        if call.name.startswith("_"):
+            raise DispatchRefused(f"{call.name}: private names are never callable")
+        if call.name not in self.functions:
+            raise DispatchRefused(f"{call.name}: not an allowed function here")
+        for key, value in call.arguments.items():
+            if not isinstance(key, str) or not key.isidentifier() or key.startswith("_"):
+                raise DispatchRefused(f"{call.name}: argument name {key!r} is not allowed")
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError) as exc:
+                raise DispatchRefused(f"{call.name}: argument {key!r} is not a literal") from exc
+
+    def execute(self, call: ToolCall) -> Any:
+        """Run one allowed call; errors (refusal, exception, time-out) become `{"error": ...}`."""
+        try:
+            self.check(call)
+        except DispatchRefused as exc:
+            return {"error": str(exc)}
+        arguments = copy.deepcopy(call.arguments)
+        future = self._pool.submit(self.functions[call.name], **arguments)
+        try:
+            result = future.result(timeout=self.time_limit_s)
+        except concurrent.futures.TimeoutError:
+            # The worker thread cannot be killed; a fresh pool keeps later calls unblocked.
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+            return {"error": f"{call.name}: timed out after {self.time_limit_s}s"}
+        except Exception as exc:  # noqa: BLE001 - a tool's failure is data for the trajectory
+            return {"error": f"{call.name}: {type(exc).__name__}: {exc}"}
+        return _jsonable(result)
+
+    def execute_text(self, text: str) -> Any:
+        """Parse a Python-style call string with `ast` and run it; never `eval`."""
+        try:
+            call = parse_python_call(text)
+        except CallParseError as exc:
+            return {"error": str(exc)}
+        return self.execute(call)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        return json.loads(json.dumps(value, default=str))
+    except (TypeError, ValueError):
+        return str(value)

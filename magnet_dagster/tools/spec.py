@@ -1,0 +1,102 @@
+"""FunctionSpec: the one normalised form of a tool, whatever format it came in."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+TOOL_SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class ToolSetError(ValueError):
+    """A tool set (or one of its files) cannot be read at all; fails only its partition."""
+
+
+def check_tool_set_name(name: str) -> str:
+    """Refuse names that are unsafe as partition keys and folder names.
+
+    No path separators, no `..`, no control characters, at most 64 characters.
+    """
+    if not TOOL_SET_NAME.match(name) or ".." in name:
+        raise ToolSetError(
+            f"tool set name {name!r} is not allowed: use 1-64 letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit, without '..', path separators or control characters"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """A tool: its name, what it does, and JSON Schemas for its arguments and result."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    returns: dict[str, Any] | None = None
+    category: str | None = None
+    tool: str | None = None
+    source_file: str | None = None
+    executable: bool = False
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def required(self) -> list[str]:
+        return list(self.parameters.get("required", []))
+
+    @property
+    def properties(self) -> dict[str, Any]:
+        return dict(self.parameters.get("properties", {}))
+
+    def function_id(self, tool_set: str) -> str:
+        return stable_id(tool_set, self.name)
+
+    def openai_tool(self) -> dict[str, Any]:
+        """The OpenAI / TRL `tools` entry for this function."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.parameters,
+            },
+        }
+
+    def as_row(self, tool_set: str, run_id: str) -> dict[str, Any]:
+        return {
+            "function_id": self.function_id(tool_set),
+            "tool_set": tool_set,
+            "run_id": run_id,
+            "name": self.name,
+            "description": self.description,
+            "parameters": self.parameters,
+            "returns": self.returns,
+            "category": self.category,
+            "tool": self.tool,
+            "source_file": self.source_file,
+            "executable": self.executable,
+        }
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "FunctionSpec":
+        return cls(
+            name=row["name"],
+            description=row.get("description") or "",
+            parameters=row["parameters"],
+            returns=row.get("returns"),
+            category=row.get("category"),
+            tool=row.get("tool"),
+            source_file=row.get("source_file"),
+            executable=bool(row.get("executable")),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def stable_id(*parts: Any) -> str:
+    """A short id that is the same on every rerun for the same parts."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]

@@ -1,0 +1,159 @@
+-- Lineage store DDL, applied by magnet_dagster.store on first use (idempotent).
+-- Every row carries its tool set (the Dagster partition key) and the Dagster run id,
+-- plus the ids of the rows it was made from.
+
+CREATE TABLE IF NOT EXISTS tool_sets (
+    tool_set      VARCHAR NOT NULL,
+    run_id        VARCHAR NOT NULL,
+    source_path   VARCHAR NOT NULL,
+    content_hash  VARCHAR NOT NULL,
+    executor      JSON,            -- how functions run: {"kind": "bfcl", "classes": [...]} / python / simulated
+    options       JSON,            -- synthesis options from toolset.yaml
+    created_at    TIMESTAMP DEFAULT current_timestamp
+);
+
+CREATE TABLE IF NOT EXISTS functions (
+    function_id   VARCHAR NOT NULL,
+    tool_set      VARCHAR NOT NULL,
+    run_id        VARCHAR NOT NULL,
+    name          VARCHAR NOT NULL,
+    description   VARCHAR,
+    parameters    JSON NOT NULL,
+    returns       JSON,
+    category      VARCHAR,
+    tool          VARCHAR,
+    source_file   VARCHAR,
+    executable    BOOLEAN
+);
+
+CREATE TABLE IF NOT EXISTS rejected_functions (
+    tool_set      VARCHAR NOT NULL,
+    run_id        VARCHAR NOT NULL,
+    name          VARCHAR,
+    source_file   VARCHAR,
+    rule          VARCHAR NOT NULL,
+    reason        VARCHAR NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS graph_edges (
+    edge_id       VARCHAR NOT NULL,
+    tool_set      VARCHAR NOT NULL,
+    run_id        VARCHAR NOT NULL,
+    source_id     VARCHAR NOT NULL,  -- functions.function_id
+    target_id     VARCHAR NOT NULL,  -- functions.function_id
+    relation      VARCHAR NOT NULL,  -- full / partial / prerequisite / none
+    reason        VARCHAR,
+    score         DOUBLE,            -- the cheap candidate score that proposed the pair
+    llm_call_id   VARCHAR            -- llm_calls.call_id of the judging call
+);
+
+CREATE TABLE IF NOT EXISTS paths (
+    path_id       VARCHAR NOT NULL,
+    tool_set      VARCHAR NOT NULL,
+    run_id        VARCHAR NOT NULL,
+    walk          VARCHAR[],         -- function ids of the initial random walk
+    edge_ids      VARCHAR[],         -- graph_edges.edge_id walked
+    turns         JSON NOT NULL,     -- list of turns after Merge/Insert/Split
+    operations    VARCHAR[],         -- operations applied, in order
+    llm_call_ids  VARCHAR[]          -- nested-call judge calls
+);
+
+CREATE TABLE IF NOT EXISTS turns (
+    turn_id       VARCHAR NOT NULL,
+    tool_set      VARCHAR NOT NULL,
+    run_id        VARCHAR NOT NULL,
+    path_id       VARCHAR NOT NULL,
+    turn_index    INTEGER NOT NULL,
+    kind          VARCHAR NOT NULL,  -- call / miss_func / miss_params
+    function_ids  VARCHAR[],
+    query         VARCHAR NOT NULL,
+    calls         JSON,              -- reference calls [{name, arguments}]
+    outputs       JSON,              -- execution results, one per call
+    tools         JSON,              -- function names offered at this turn
+    attempts      INTEGER,
+    llm_call_ids  VARCHAR[]          -- back- and forward-translation calls
+);
+
+CREATE TABLE IF NOT EXISTS path_rejections (
+    tool_set      VARCHAR NOT NULL,
+    run_id        VARCHAR NOT NULL,
+    path_id       VARCHAR NOT NULL,
+    stage         VARCHAR NOT NULL,  -- queries / trajectories
+    turn_index    INTEGER,
+    rule          VARCHAR NOT NULL,
+    reason        VARCHAR NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS trajectories (
+    trajectory_id VARCHAR NOT NULL,
+    tool_set      VARCHAR NOT NULL,
+    run_id        VARCHAR NOT NULL,
+    path_id       VARCHAR NOT NULL,
+    turn_ids      VARCHAR[],
+    messages      JSON NOT NULL,     -- OpenAI chat messages, no hint text
+    tools         JSON NOT NULL,     -- OpenAI tools offered
+    llm_call_ids  VARCHAR[]          -- the teacher calls that wrote the assistant turns
+);
+
+CREATE TABLE IF NOT EXISTS preference_pairs (
+    pair_id       VARCHAR NOT NULL,
+    tool_set      VARCHAR NOT NULL,
+    run_id        VARCHAR NOT NULL,
+    trajectory_id VARCHAR NOT NULL,
+    turn_index    INTEGER NOT NULL,
+    error_type    VARCHAR NOT NULL,
+    prompt        JSON NOT NULL,     -- shared prefix (messages)
+    chosen        JSON NOT NULL,     -- assistant messages of the positive turn
+    rejected      JSON NOT NULL,     -- assistant messages written under a wrong hint
+    llm_call_id   VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS splits (
+    tool_set      VARCHAR NOT NULL,
+    run_id        VARCHAR NOT NULL,
+    trajectory_id VARCHAR NOT NULL,
+    path_id       VARCHAR NOT NULL,
+    split         VARCHAR NOT NULL   -- train / validation / test
+);
+
+CREATE TABLE IF NOT EXISTS llm_calls (
+    call_id       VARCHAR NOT NULL,
+    tool_set      VARCHAR,
+    run_id        VARCHAR,
+    asset         VARCHAR,
+    backend       VARCHAR NOT NULL,
+    model         VARCHAR NOT NULL,
+    cache_key     VARCHAR NOT NULL,
+    prompt_hash   VARCHAR NOT NULL,
+    input_tokens  INTEGER,
+    output_tokens INTEGER,
+    latency_ms    DOUBLE,
+    cache_hit     BOOLEAN NOT NULL,
+    outcome       VARCHAR NOT NULL,  -- ok / error
+    error         VARCHAR,
+    created_at    TIMESTAMP
+);
+
+CREATE TABLE IF NOT EXISTS llm_cache (
+    cache_key     VARCHAR PRIMARY KEY,
+    backend       VARCHAR NOT NULL,
+    model         VARCHAR NOT NULL,
+    response      JSON NOT NULL,
+    created_at    TIMESTAMP
+);
+
+CREATE TABLE IF NOT EXISTS eval_results (
+    result_id     VARCHAR NOT NULL,
+    tool_set      VARCHAR NOT NULL,
+    run_id        VARCHAR NOT NULL,
+    student_model VARCHAR NOT NULL,
+    trajectory_id VARCHAR NOT NULL,
+    turn_index    INTEGER NOT NULL,
+    kind          VARCHAR NOT NULL,
+    expected      JSON,
+    got           JSON,
+    verdict       BOOLEAN NOT NULL,
+    reason        VARCHAR,
+    llm_call_id   VARCHAR,
+    created_at    TIMESTAMP DEFAULT current_timestamp
+);
