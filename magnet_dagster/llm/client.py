@@ -177,8 +177,8 @@ class LLMClient:
         if cached is not None:
             self._record(call_id, key, request, cached, True, "ok", None, 0.0)
             return LLMReply(cached["message"], call_id, True, "ok")
-        started = time.perf_counter()
         async with self._sem:
+            started = time.perf_counter()
             try:
                 raw = await self.backend.complete(request)
             except Exception as exc:  # noqa: BLE001 - recorded and counted, never raised
@@ -186,7 +186,7 @@ class LLMClient:
                 error = f"{type(exc).__name__}: {exc}"[:500]
                 self._record(call_id, key, request, None, False, "error", error, latency)
                 return LLMReply({"role": "assistant", "content": ""}, call_id, False, "error", error)
-        latency = (time.perf_counter() - started) * 1000
+            latency = (time.perf_counter() - started) * 1000
         response = {"message": raw.message, "input_tokens": raw.input_tokens,
                     "output_tokens": raw.output_tokens}
         self._cache[key] = response

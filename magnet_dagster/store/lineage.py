@@ -90,20 +90,13 @@ class LineageStore:
             con.close()
 
     def replace_partition(
-        self, table: str, tool_set: str, rows: Sequence[Mapping[str, Any]]
-    ) -> int:
-        """Delete the partition's rows of `table` and insert `rows`, in one transaction."""
-        if table not in PARTITION_TABLES:
-            raise ValueError(f"{table} is not a per-partition table")
-        return self._write(table, rows, delete_tool_set=tool_set)
+        self, tool_set: str, tables: Mapping[str, Sequence[Mapping[str, Any]]],
+        stage: str | None = None,
+    ) -> None:
+        """Replace one partition's rows of several tables atomically (all or nothing).
 
-    def append(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
-        if table not in APPEND_TABLES:
-            raise ValueError(f"{table} is not an append-only table")
-        return self._write(table, rows, delete_tool_set=None)
-
-    def replace_many(self, tool_set: str, tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
-        """Replace several tables of one partition atomically (all or nothing)."""
+        With `stage`, only rows of that stage are replaced (for tables several assets share).
+        """
         for table in tables:
             if table not in PARTITION_TABLES:
                 raise ValueError(f"{table} is not a per-partition table")
@@ -111,21 +104,22 @@ class LineageStore:
             con.execute("BEGIN TRANSACTION")
             try:
                 for table, rows in tables.items():
-                    con.execute(f"DELETE FROM {table} WHERE tool_set = ?", [tool_set])
+                    if stage is not None and table == "path_rejections":
+                        con.execute(f"DELETE FROM {table} WHERE tool_set = ? AND stage = ?", [tool_set, stage])
+                    else:
+                        con.execute(f"DELETE FROM {table} WHERE tool_set = ?", [tool_set])
                     self._insert(con, table, rows)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
 
-    def _write(
-        self, table: str, rows: Sequence[Mapping[str, Any]], delete_tool_set: str | None
-    ) -> int:
+    def append(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        if table not in APPEND_TABLES:
+            raise ValueError(f"{table} is not an append-only table")
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:
-                if delete_tool_set is not None:
-                    con.execute(f"DELETE FROM {table} WHERE tool_set = ?", [delete_tool_set])
                 self._insert(con, table, rows)
                 con.execute("COMMIT")
             except BaseException:

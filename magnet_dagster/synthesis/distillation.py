@@ -56,10 +56,6 @@ def tool_messages(calls: list[ToolCall], outputs: list[Any], turn: int) -> tuple
     return assistant, results
 
 
-def system_message(specs: list[FunctionSpec]) -> dict[str, Any]:
-    return {"role": "system", "content": SYSTEM_PROMPT}
-
-
 def new_tools_message(specs: list[FunctionSpec]) -> dict[str, Any]:
     """BFCL's miss_func convention: a withheld function arrives in a system message later."""
     return {"role": "system", "content": "New functions are now available: "
@@ -105,7 +101,8 @@ async def assistant_turn(
             return AssistantTurn([], [], ids, False, "teacher made no call")
         return AssistantTurn([], calls, ids, True)
     if result.kind == MISS_PARAMS:
-        hint = ASK_HINT.format(param=", ".join(specs[f].required[0] for f in result.functions) or "a required value")
+        hint = ASK_HINT.format(param=", ".join(specs[f].required[0] for f in result.functions
+                                               if f in specs and specs[f].required) or "a required value")
     else:
         hint = REFUSE_HINT
     data, cid = await _teacher(client, history, hint, CONTENT_SCHEMA, tools, seed, 128)
@@ -130,14 +127,14 @@ async def positive_trajectory(
 ) -> Trajectory | tuple[int, str, str]:
     """The distilled conversation, or (turn index, rule, reason) for the turn that failed."""
     all_tools = list(dict.fromkeys(n for t in turns for n in t.tools))
-    withheld = {f for t in turns if t.kind == MISS_FUNC for f in _miss_targets(t, turns)}
+    withheld = {f for t in turns if t.kind == MISS_FUNC for f in t.functions}
     convo_tools = [specs[n].openai_tool() for n in all_tools if n in specs and n not in withheld]
-    messages: list[dict[str, Any]] = [system_message([])]
+    messages: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM_PROMPT}]
     ids: list[str] = []
     starts: list[int] = []
     for i, turn in enumerate(turns):
         if i > 0 and turns[i - 1].kind == MISS_FUNC:
-            messages.append(new_tools_message([specs[f] for f in _miss_targets(turns[i - 1], turns) if f in specs]))
+            messages.append(new_tools_message([specs[f] for f in turns[i - 1].functions if f in specs]))
         messages.append({"role": "user", "content": turn.query})
         starts.append(len(messages))
         out = await assistant_turn(client, messages, turn, turn.calls or None, specs, seed + i)
@@ -164,11 +161,6 @@ async def positive_trajectory(
                 return i, "no_ask_or_refusal", f"{turn.kind} turn neither asks nor refuses: {out.messages[0]['content'][:120]!r}"
             messages.extend(out.messages)
     return Trajectory(messages, convo_tools, ids, starts)
-
-
-def _miss_targets(turn: TurnResult, turns: list[TurnResult]) -> list[str]:
-    nxt = turns[turn.index + 1] if turn.index + 1 < len(turns) else None
-    return list(nxt.functions) if nxt else []
 
 
 def wrong_hint(turn: TurnResult, earlier: list[TurnResult], specs: dict[str, FunctionSpec],

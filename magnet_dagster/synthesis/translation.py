@@ -50,7 +50,7 @@ Conversation so far:
 Rules: do not name the function; one sentence. Answer with JSON {{"query": "..."}}."""
 
 FORWARD_PROMPT = """You translate a user's request into function calls.
-Available functions:
+Functions to use:
 {functions}
 Conversation so far:
 {history}
@@ -208,7 +208,8 @@ async def translate_turn(
             last_reason = PathRejection(index, "repeated_query", f"query repeats an earlier one: {query!r}")
             continue
         if turn.kind != CALL:
-            return TurnResult(index, turn.kind, (), query, tools=tools, attempts=attempt + 1, llm_call_ids=ids)
+            return TurnResult(index, turn.kind, turn.target, query, tools=tools, attempts=attempt + 1,
+                              llm_call_ids=ids)
         result = await _forward(client, query, turn, index, specs, done, executor, tools, settings, attempt, ids)
         if isinstance(result, TurnResult):
             result.attempts = attempt + 1
@@ -222,7 +223,9 @@ async def _forward(
     done: list[TurnResult], executor: Executor, tools: list[str], settings: TranslationSettings,
     attempt: int, ids: list[str],
 ) -> TurnResult | PathRejection:
-    offered = [specs[n] for n in tools if n in specs]
+    # Forward translation sees the turn's signatures, as in the paper; the check below still
+    # refuses calls that use them wrongly (one twice, another left out).
+    offered = [specs[n] for n in dict.fromkeys(turn.functions)]
     reply = await client.chat(LLMRequest(
         messages=[{"role": "user", "content": FORWARD_PROMPT.format(
             functions="\n".join(describe(s) for s in offered), history=_history_text(done),

@@ -151,7 +151,14 @@ def read_tool_set(path: Path) -> ToolSetSource:
         source.options = dict(config.get("options") or {})
         classes = config.get("bfcl_classes") or []
         if classes:
-            source.functions.extend(bfcl.bfcl_functions(list(classes), function_from_object))
+            functions = bfcl.bfcl_functions(list(classes), function_from_object)
+            only = config.get("bfcl_functions")
+            if only:
+                unknown = sorted(set(only) - {f.name for f in functions})
+                if unknown:
+                    raise ToolSetError(f"{manifest}: bfcl_functions names unknown functions {unknown}")
+                functions = [f for f in functions if f.name in set(only)]
+            source.functions.extend(functions)
             source.executor = {"kind": "bfcl", "classes": list(classes)}
     tool_files = [f for f in files if f.suffix in TOOL_FILE_SUFFIXES]
     if not tool_files and not source.functions:
@@ -159,3 +166,24 @@ def read_tool_set(path: Path) -> ToolSetSource:
     for f in tool_files:
         source.functions.extend(read_tool_file(f))
     return source
+
+
+def scan_tool_sets(directory: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """({tool set name: content hash}, {entry: why it was skipped}) for a watched folder."""
+    found: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    if not directory.is_dir():
+        return found, skipped
+    for entry in sorted(directory.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        try:
+            name = tool_set_name(entry)
+        except ToolSetError as exc:
+            skipped[entry.name] = str(exc)
+            continue
+        if name in found:
+            skipped[entry.name] = f"another entry already uses the tool set name {name!r}"
+            continue
+        found[name] = content_hash(entry)
+    return found, skipped

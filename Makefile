@@ -1,0 +1,41 @@
+# Two commands do all the set-up: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO ?= bfcl_demo
+export DAGSTER_HOME := $(CURDIR)/.dagster
+export MAGNET_HOME ?= $(CURDIR)/.magnet
+export MAGNET_TOOL_SETS_DIR ?= $(CURDIR)/tool_sets
+
+.PHONY: install demo test bench dev clean
+
+$(STAMP): pyproject.toml requirements-nodeps.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --no-deps -r requirements-nodeps.txt
+	touch $@
+
+install: $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	ln -sf $(CURDIR)/dagster.yaml $@
+
+demo: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m magnet_dagster.defs.cli add $(DEMO)
+	$(BIN)/dagster asset materialize -m magnet_dagster.definitions --select '*' --partition $(DEMO)
+	$(BIN)/python -m magnet_dagster.report $(DEMO)
+
+test: install
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+dev: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml
+
+clean:
+	rm -rf .magnet .dagster

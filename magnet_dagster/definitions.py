@@ -1,0 +1,31 @@
+"""The one Definitions object: `dagster ... -m magnet_dagster.definitions`."""
+
+import dagster as dg
+
+from magnet_dagster.defs.catalog import function_catalog
+from magnet_dagster.defs.evaluation import student_evaluation
+from magnet_dagster.defs.graph import function_graph
+from magnet_dagster.defs.jobs import evaluation_job, magnet_pipeline
+from magnet_dagster.defs.paths import signature_paths
+from magnet_dagster.defs.queries import queries
+from magnet_dagster.defs.resources import LineageStoreResource, LLMResource
+from magnet_dagster.defs.schedules import nightly_evaluation
+from magnet_dagster.defs.sensors import tool_set_sensor
+from magnet_dagster.defs.splits import exports_are_clean, no_split_leakage, training_splits
+from magnet_dagster.defs.trajectories import trajectories
+
+defs = dg.Definitions(
+    assets=[function_catalog, function_graph, signature_paths, queries, trajectories, training_splits,
+            student_evaluation],
+    asset_checks=[no_split_leakage, exports_are_clean],
+    jobs=[magnet_pipeline, evaluation_job],
+    sensors=[tool_set_sensor],
+    schedules=[nightly_evaluation],
+    resources={
+        "lineage": LineageStoreResource(),
+        "teacher": LLMResource(role="teacher"),
+        "student": LLMResource(role="student"),
+    },
+    # One process per run: the local model server starts once and serves every stage.
+    executor=dg.in_process_executor,
+)

@@ -1,0 +1,74 @@
+"""What every stage's asset shares: the partition, metadata builders, the LLM-run wrapper."""
+
+
+import asyncio
+from collections import Counter
+from typing import Any, Awaitable, Callable, TypeVar
+
+import dagster as dg
+
+from magnet_dagster.llm.client import LLMClient
+from magnet_dagster.store.lineage import LineageStore
+from magnet_dagster.defs.partitions import tool_sets
+from magnet_dagster.synthesis.options import SynthesisOptions
+
+__all__ = ["tool_sets", "md_table", "counts_table", "options_for", "run_with_llm", "Progress"]
+
+T = TypeVar("T")
+
+
+def md_table(rows: list[dict[str, Any]], limit: int = 10, width: int = 80) -> str:
+    """A Markdown preview of rows (cells cut to `width` characters)."""
+    if not rows:
+        return "_no rows_"
+    cols = list(rows[0].keys())
+    def cell(v: Any) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")[:width]
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows[:limit]]
+    if len(rows) > limit:
+        out.append(f"\n_{len(rows) - limit} more rows_")
+    return "\n".join(out)
+
+
+def counts_table(counter: Counter[str] | dict[str, int], key: str = "reason") -> str:
+    return md_table([{key: k, "count": v} for k, v in sorted(counter.items(), key=lambda kv: -kv[1])], limit=30)
+
+
+def options_for(store: LineageStore, tool_set: str) -> SynthesisOptions:
+    rows = store.query("SELECT options FROM tool_sets WHERE tool_set = ?", [tool_set])
+    if not rows:
+        raise dg.Failure(f"tool set {tool_set!r} has no catalog yet: materialize function_catalog first")
+    return SynthesisOptions.from_mapping(rows[0]["options"])
+
+
+def run_with_llm(context: dg.AssetExecutionContext, client: LLMClient,
+                 work: Callable[[LLMClient], Awaitable[T]], bound: float) -> tuple[T, dict[str, Any]]:
+    """Run async LLM work, flush the call journal, and fail only past the failure bound."""
+    async def main() -> T:
+        try:
+            return await work(client)
+        finally:
+            await client.aclose()
+
+    result = asyncio.run(main())
+    stats = client.stats.as_dict()
+    context.log.info(f"LLM {client.model}: {stats}")
+    if client.stats.calls and client.stats.failure_rate > bound:
+        raise dg.Failure(
+            f"{client.stats.errors} of {client.stats.calls} LLM calls failed "
+            f"(bound {bound:.0%}); see llm_calls for the errors"
+        )
+    return result, {f"llm_{k}": v for k, v in stats.items()} | {"llm_model": client.model}
+
+
+class Progress:
+    """Logs `done/total` every `every` items, so long stages show they are moving."""
+
+    def __init__(self, context: dg.AssetExecutionContext, total: int, what: str, every: int = 10) -> None:
+        self.context, self.total, self.what, self.every, self.done = context, total, what, every, 0
+
+    def tick(self) -> None:
+        self.done += 1
+        if self.done % self.every == 0 or self.done == self.total:
+            self.context.log.info(f"{self.what}: {self.done}/{self.total}")

@@ -1,0 +1,15 @@
+"""Jobs the sensor and the schedule launch."""
+
+import dagster as dg
+
+
+magnet_pipeline = dg.define_asset_job(
+    "magnet_pipeline", selection=dg.AssetSelection.groups(
+        "catalog", "graph", "paths", "queries", "trajectories", "splits", "evaluation"),
+    description="The whole Magnet pipeline for one tool set.",
+)
+
+evaluation_job = dg.define_asset_job(
+    "evaluation_job", selection=dg.AssetSelection.assets("student_evaluation"),
+    description="Re-evaluate the student on a tool set's test split.",
+)

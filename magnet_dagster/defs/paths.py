@@ -1,0 +1,94 @@
+"""Stage 3, `signature_paths`: random walks over the graph, then Merge, Insert and Split.
+
+Writes `paths` (walk, edges walked, turns after the operations, operations applied, and
+the nested-call judge's LLM calls). Seeded: a rerun gives the same paths.
+"""
+
+
+import asyncio
+import random
+from collections import Counter
+
+import dagster as dg
+
+from magnet_dagster.defs.common import md_table, options_for, run_with_llm, tool_sets
+from magnet_dagster.defs.resources import LineageStoreResource, LLMResource
+from magnet_dagster.graph.function_graph import build_graph
+from magnet_dagster.graph.judge import nested_request, parse_nested
+from magnet_dagster.graph.paths import initial_path, insert, merge, operation_mix, random_walk, split
+from magnet_dagster.llm.client import LLMClient
+from magnet_dagster.store.lineage import LineageStore
+from magnet_dagster.tools.spec import FunctionSpec, stable_id
+
+EDGES_WITH_NAMES = """
+SELECT e.edge_id, e.relation, e.reason, s.name AS source, t.name AS target
+FROM graph_edges e
+JOIN functions s ON s.tool_set = e.tool_set AND s.function_id = e.source_id
+JOIN functions t ON t.tool_set = e.tool_set AND t.function_id = e.target_id
+WHERE e.tool_set = ?
+ORDER BY e.edge_id
+"""
+
+
+def load_specs(store: LineageStore, key: str) -> dict[str, FunctionSpec]:
+    return {r["name"]: FunctionSpec.from_row(r) for r in store.rows("functions", key, "name")}
+
+
+@dg.asset(partitions_def=tool_sets, group_name="paths", deps=["function_graph"], kinds={"duckdb"},
+          pool="teacher")
+def signature_paths(context: dg.AssetExecutionContext, lineage: LineageStoreResource,
+                    teacher: LLMResource) -> dg.MaterializeResult:
+    """One signature path per walk: turns of functions, with the operations that shaped them."""
+    key = context.partition_key
+    store = lineage.get()
+    options = options_for(store, key)
+    specs = load_specs(store, key)
+    edges = store.query(EDGES_WITH_NAMES, [key])
+    graph = build_graph(specs, edges)
+    walks = []
+    for n, start in enumerate(sorted(graph.nodes)):
+        for w in range(options.walks_per_node):
+            rng = random.Random(f"{options.seed}:{start}:{w}")
+            walks.append(random_walk(graph, start, options.walk_steps, rng))
+    # Nested-call judge: only for data edges out of functions that end a walk's turn.
+    pairs = sorted({(s, t) for s, t, r in graph.edges(data="relation") if r in ("full", "partial")})
+
+    async def judge(client: LLMClient) -> tuple[set[tuple[str, str]], list[str]]:
+        replies = await asyncio.gather(*(client.chat(nested_request(specs[s], specs[t])) for s, t in pairs))
+        nested = {p for p, r in zip(pairs, replies) if r.ok and parse_nested(r.json())}
+        return nested, [r.call_id for r in replies]
+
+    (nested, judge_ids), llm_meta = run_with_llm(context, teacher.client(store, context), judge,
+                                                 options.max_llm_failure_rate)
+    required = {n: s.required for n, s in specs.items()}
+    rows, paths = [], []
+    for i, walk in enumerate(walks):
+        rng = random.Random(f"{options.seed}:ops:{i}")
+        path = merge(initial_path(walk), options.merge_p, rng)
+        path = insert(path, nested, options.insert_p, rng)
+        path = split(path, options.split_p, rng, required)
+        paths.append(path)
+        edge_ids = [graph.edges[a, b]["edge_id"] for a, b in zip(walk, walk[1:])]
+        used = {f for t in path.turns for f in t.functions}
+        rows.append({
+            "path_id": stable_id(key, i, walk), "tool_set": key, "run_id": context.run_id,
+            "walk": [specs[f].function_id(key) for f in walk], "edge_ids": edge_ids,
+            "turns": [t.as_dict() for t in path.turns], "operations": list(path.operations),
+            "llm_call_ids": [cid for (s, t), cid in zip(pairs, judge_ids) if s in used and t in used],
+        })
+    store.replace_partition(key, {"paths": rows})
+    lengths = Counter(len(p.turns) for p in paths)
+    context.log.info(f"{key}: {len(paths)} paths from {graph.number_of_nodes()} start nodes; "
+                     f"{len(nested)}/{len(pairs)} pairs judged nested")
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": len(rows),
+        "paths": len(rows),
+        "nested_pairs": len(nested),
+        "judged_pairs": len(pairs),
+        "operation_mix": dg.MetadataValue.json(operation_mix(paths)),
+        "turns_per_path": dg.MetadataValue.json(dict(sorted(lengths.items()))),
+        "preview": dg.MetadataValue.md(md_table([{
+            "path_id": r["path_id"], "operations": ", ".join(r["operations"]),
+            "turns": " | ".join("+".join(t["functions"]) or t["kind"] for t in r["turns"])} for r in rows])),
+        **llm_meta,
+    })

@@ -1,0 +1,13 @@
+"""`nightly_evaluation`: re-evaluate every partition's test split with the current student."""
+
+import dagster as dg
+
+from magnet_dagster.defs.jobs import evaluation_job
+from magnet_dagster.defs.partitions import tool_sets
+
+
+@dg.schedule(cron_schedule="0 2 * * *", job=evaluation_job, default_status=dg.DefaultScheduleStatus.STOPPED)
+def nightly_evaluation(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+    day = context.scheduled_execution_time.strftime("%Y-%m-%d") if context.scheduled_execution_time else "now"
+    return [dg.RunRequest(run_key=f"{key}:{day}", partition_key=key)
+            for key in context.instance.get_dynamic_partitions(tool_sets.name)]

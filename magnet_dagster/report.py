@@ -1,0 +1,83 @@
+"""A short, honest summary of one partition: rows per stage, yields, evaluation score.
+
+    python -m magnet_dagster.report bfcl_demo
+"""
+
+from __future__ import annotations
+
+import sys
+
+from magnet_dagster import config
+from magnet_dagster.store.lineage import LineageStore
+
+STAGE_SQL = """
+SELECT
+  (SELECT count(*) FROM functions WHERE tool_set = $1) AS functions,
+  (SELECT count(*) FROM rejected_functions WHERE tool_set = $1) AS rejected_functions,
+  (SELECT count(*) FROM graph_edges WHERE tool_set = $1) AS judged_pairs,
+  (SELECT count(*) FROM graph_edges WHERE tool_set = $1 AND relation <> 'none') AS graph_edges,
+  (SELECT count(*) FROM paths WHERE tool_set = $1) AS paths,
+  (SELECT count(DISTINCT path_id) FROM turns WHERE tool_set = $1) AS paths_with_queries,
+  (SELECT count(*) FROM turns WHERE tool_set = $1) AS turns,
+  (SELECT count(*) FROM trajectories WHERE tool_set = $1) AS trajectories,
+  (SELECT count(*) FROM preference_pairs WHERE tool_set = $1) AS preference_pairs,
+  (SELECT count(*) FROM splits WHERE tool_set = $1 AND split = 'train') AS train,
+  (SELECT count(*) FROM splits WHERE tool_set = $1 AND split = 'validation') AS validation,
+  (SELECT count(*) FROM splits WHERE tool_set = $1 AND split = 'test') AS test
+"""
+
+LAST_EVAL_SQL = """
+SELECT run_id, student_model, count(*) AS turns, sum(verdict::INT) AS correct
+FROM eval_results WHERE tool_set = ?
+GROUP BY run_id, student_model ORDER BY max(created_at) DESC LIMIT 1
+"""
+
+LLM_SQL = """
+SELECT run_id, count(*) AS calls, sum(cache_hit::INT) AS cache_hits, sum((outcome <> 'ok')::INT) AS errors
+FROM llm_calls WHERE tool_set = ? GROUP BY run_id ORDER BY max(created_at) DESC LIMIT 1
+"""
+
+
+def _pct(n: int, d: int) -> str:
+    return f"{n}/{d} ({n / d:.0%})" if d else f"{n}/0"
+
+
+def summary(tool_set: str, store: LineageStore) -> str:
+    c = store.query(STAGE_SQL, [tool_set])[0]
+    ev = store.query(LAST_EVAL_SQL, [tool_set])
+    llm = store.query(LLM_SQL, [tool_set])
+    lines = [
+        f"magnet-dagster summary for tool set {tool_set!r}",
+        f"  lineage DB : {store.path}",
+        f"  exports    : {config.exports_dir(tool_set)}",
+        f"  catalog    : {c['functions']} functions kept, {c['rejected_functions']} rejected",
+        f"  graph      : {_pct(c['graph_edges'], c['judged_pairs'])} judged pairs became edges",
+        f"  paths      : {c['paths']} signature paths",
+        f"  queries    : {_pct(c['paths_with_queries'], c['paths'])} paths passed back-and-forth translation "
+        f"({c['turns']} turns)",
+        f"  trajectories: {_pct(c['trajectories'], c['paths_with_queries'])} distilled; "
+        f"{c['preference_pairs']} preference pairs",
+        f"  splits     : train {c['train']}, validation {c['validation']}, test {c['test']}",
+    ]
+    if ev:
+        e = ev[0]
+        lines.append(f"  evaluation : {e['student_model']}: {_pct(int(e['correct'] or 0), e['turns'])} test turns correct")
+    else:
+        lines.append("  evaluation : none yet")
+    if llm:
+        l = llm[0]
+        lines.append(f"  LLM (latest run): {l['calls']} calls, {l['cache_hits']} cache hits, {l['errors']} errors")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m magnet_dagster.report TOOL_SET", file=sys.stderr)
+        return 2
+    print(summary(args[0], LineageStore(config.lineage_db_path())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

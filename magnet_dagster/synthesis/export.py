@@ -1,0 +1,108 @@
+"""Exports a trainer loads directly, and the dataset card.
+
+SFT rows are TRL's conversational tool-calling format (`messages` with OpenAI-shaped
+`tool_calls` and `tool` messages, plus `tools`); preference rows are `prompt` / `chosen` /
+`rejected` at turn level. Nested fields that vary in shape (tool schemas, call arguments)
+are kept as JSON strings in Parquet so every row has one schema.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def sft_row(trajectory: dict[str, Any], split: str) -> dict[str, Any]:
+    return {"messages": trajectory["messages"], "tools": trajectory["tools"], "split": split,
+            "trajectory_id": trajectory["trajectory_id"], "path_id": trajectory["path_id"]}
+
+
+def preference_row(pair: dict[str, Any], split: str) -> dict[str, Any]:
+    return {"prompt": pair["prompt"], "chosen": pair["chosen"], "rejected": pair["rejected"],
+            "error_type": pair["error_type"], "split": split, "pair_id": pair["pair_id"],
+            "trajectory_id": pair["trajectory_id"]}
+
+
+def _message_for_parquet(m: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "role": m["role"],
+        "content": m.get("content"),
+        "tool_calls": [
+            {"id": tc["id"], "type": "function",
+             "function": {"name": tc["function"]["name"], "arguments": tc["function"]["arguments"]}}
+            for tc in m.get("tool_calls") or []
+        ] or None,
+        "tool_call_id": m.get("tool_call_id"),
+        "name": m.get("name"),
+    }
+
+
+def _for_parquet(row: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in row.items():
+        if key in ("messages", "prompt", "chosen", "rejected"):
+            out[key] = [_message_for_parquet(m) for m in value]
+        elif key == "tools":
+            out[key] = json.dumps(value)
+        else:
+            out[key] = value
+    return out
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def write_parquet(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    pq.write_table(pa.Table.from_pylist([_for_parquet(r) for r in rows]), tmp)
+    tmp.replace(path)
+
+
+def conversation_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    turns = Counter(sum(1 for m in r["messages"] if m["role"] == "user") for r in rows)
+    calls = Counter(sum(len(m.get("tool_calls") or []) for m in r["messages"]) for r in rows)
+    return {"user_turns_per_conversation": dict(sorted(turns.items())),
+            "calls_per_conversation": dict(sorted(calls.items()))}
+
+
+def dataset_card(tool_set: str, counts: dict[str, Any], yields: dict[str, Any], operation_mix: dict[str, int],
+                 stats: dict[str, Any], examples: list[dict[str, Any]]) -> str:
+    lines = [f"# Dataset card: `{tool_set}`", "",
+             "Multi-turn tool-use conversations synthesised with the Magnet method "
+             "(function graph -> signature paths -> back-and-forth translation -> context distillation).", "",
+             "## Counts", "", "| what | rows |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in counts.items()]
+    lines += ["", "## Yield per stage", "", "| stage | in | out | yield |", "|---|---|---|---|"]
+    for stage, (n_in, n_out) in yields.items():
+        ratio = f"{n_out / n_in:.1%}" if n_in else "n/a"
+        lines.append(f"| {stage} | {n_in} | {n_out} | {ratio} |")
+    lines += ["", "## Operation mix (paths)", "", "| operation | count |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in sorted(operation_mix.items())] or ["| (none) | 0 |"]
+    lines += ["", "## Distributions", ""]
+    for name, hist in stats.items():
+        lines.append(f"- {name.replace('_', ' ')}: " + ", ".join(f"{k}: {v}" for k, v in hist.items()))
+    lines += ["", "## Examples", ""]
+    for ex in examples:
+        lines += ["```", *(_render(m) for m in ex["messages"]), "```", ""]
+    lines += ["## Files", "", "- `sft.jsonl`, `sft.parquet`: TRL conversational format (`messages`, `tools`), column `split`",
+              "- `preference.jsonl`, `preference.parquet`: `prompt` / `chosen` / `rejected`, column `error_type`"]
+    return "\n".join(lines) + "\n"
+
+
+def _render(m: dict[str, Any]) -> str:
+    if m.get("tool_calls"):
+        calls = "; ".join(f"{tc['function']['name']}({tc['function']['arguments']})" for tc in m["tool_calls"])
+        return f"{m['role']}: [calls] {calls}"
+    return f"{m['role']}: {(m.get('content') or '')[:200]}"
