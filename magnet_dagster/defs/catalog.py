@@ -48,11 +48,11 @@ def function_catalog(context: dg.AssetExecutionContext, lineage: LineageStoreRes
                          f"({len(rejected)} rejected: {[r.reason for r in rejected[:5]]})")
     store = lineage.get()
     store.replace_partition(key, {
-        "tool_sets": [{"tool_set": key, "run_id": context.run_id, "source_path": str(path),
+        "tool_sets": [{"tool_set": key, "run_id": context.run.run_id, "source_path": str(path),
                        "content_hash": source.content_hash, "executor": source.executor,
                        "options": source.options}],
-        "functions": [s.as_row(key, context.run_id) for s in kept],
-        "rejected_functions": [r.as_row(key, context.run_id) for r in rejected],
+        "functions": [s.as_row(key, context.run.run_id) for s in kept],
+        "rejected_functions": [r.as_row(key, context.run.run_id) for r in rejected],
     })
     for r in rejected:
         context.log.warning(f"rejected: {r.reason}")

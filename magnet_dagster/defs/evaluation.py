@@ -21,9 +21,9 @@ ORDER BY t.trajectory_id
 """
 
 PREVIOUS_SQL = """
-SELECT run_id, student_model, count(*) AS turns, avg(verdict::INT) AS turn_accuracy, max(created_at) AS at
+SELECT run_id, student_model, count(*) AS turns, avg(verdict::INT) AS turn_accuracy, max(created_at) AS evaluated_at
 FROM eval_results WHERE tool_set = ? AND run_id <> ?
-GROUP BY run_id, student_model ORDER BY at DESC LIMIT 5
+GROUP BY run_id, student_model ORDER BY evaluated_at DESC LIMIT 5
 """
 
 
@@ -38,10 +38,10 @@ def student_evaluation(context: dg.AssetExecutionContext, lineage: LineageStoreR
     tests = store.query(TEST_SPLIT_SQL, [key])
     client = student.client(store, context)
     verdicts, llm_meta = run_with_llm(context, client, lambda c: evaluate(c, tests, specs), bound=1.0)
-    rows = [verdict_row(v, key, context.run_id, client.model) for v in verdicts]
+    rows = [verdict_row(v, key, context.run.run_id, client.model) for v in verdicts]
     store.append("eval_results", rows)
     summary = summarise(verdicts)
-    previous = store.query(PREVIOUS_SQL, [key, context.run_id])
+    previous = store.query(PREVIOUS_SQL, [key, context.run.run_id])
     context.log.info(f"{key}: {summary}")
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(rows),

@@ -40,7 +40,7 @@ def function_graph(context: dg.AssetExecutionContext, lineage: LineageStoreResou
             progress.tick()
             scores = {c.target: c.score for c in candidates[source]}
             return [{
-                "edge_id": stable_id(key, v.source, v.target), "tool_set": key, "run_id": context.run_id,
+                "edge_id": stable_id(key, v.source, v.target), "tool_set": key, "run_id": context.run.run_id,
                 "source_id": specs[v.source].function_id(key), "target_id": specs[v.target].function_id(key),
                 "source": v.source, "target": v.target, "relation": v.relation, "reason": v.reason,
                 "score": scores[v.target], "llm_call_id": reply.call_id,

@@ -50,31 +50,36 @@ def signature_paths(context: dg.AssetExecutionContext, lineage: LineageStoreReso
         for w in range(options.walks_per_node):
             rng = random.Random(f"{options.seed}:{start}:{w}")
             walks.append(random_walk(graph, start, options.walk_steps, rng))
-    # Nested-call judge: only for data edges out of functions that end a walk's turn.
-    pairs = sorted({(s, t) for s, t, r in graph.edges(data="relation") if r in ("full", "partial")})
+    merged = [merge(initial_path(walk), options.merge_p, random.Random(f"{options.seed}:merge:{i}"))
+              for i, walk in enumerate(walks)]
+    # The nested-call judge runs only where Insert could use it: data edges out of a turn's
+    # last function, to a function the path does not use yet.
+    pairs = sorted({
+        (turn.functions[-1], t)
+        for path in merged for turn in path.turns
+        for t in graph.successors(turn.functions[-1])
+        if graph.edges[turn.functions[-1], t]["relation"] in ("full", "partial") and t not in path.functions
+    })
 
-    async def judge(client: LLMClient) -> tuple[set[tuple[str, str]], list[str]]:
+    async def judge(client: LLMClient) -> tuple[set[tuple[str, str]], dict[tuple[str, str], str]]:
         replies = await asyncio.gather(*(client.chat(nested_request(specs[s], specs[t])) for s, t in pairs))
         nested = {p for p, r in zip(pairs, replies) if r.ok and parse_nested(r.json())}
-        return nested, [r.call_id for r in replies]
+        return nested, {p: r.call_id for p, r in zip(pairs, replies)}
 
     (nested, judge_ids), llm_meta = run_with_llm(context, teacher.client(store, context), judge,
                                                  options.max_llm_failure_rate)
     required = {n: s.required for n, s in specs.items()}
     rows, paths = [], []
-    for i, walk in enumerate(walks):
-        rng = random.Random(f"{options.seed}:ops:{i}")
-        path = merge(initial_path(walk), options.merge_p, rng)
-        path = insert(path, nested, options.insert_p, rng)
-        path = split(path, options.split_p, rng, required)
+    for i, (walk, path) in enumerate(zip(walks, merged)):
+        path = insert(path, nested, options.insert_p, random.Random(f"{options.seed}:insert:{i}"))
+        path = split(path, options.split_p, random.Random(f"{options.seed}:split:{i}"), required)
         paths.append(path)
         edge_ids = [graph.edges[a, b]["edge_id"] for a, b in zip(walk, walk[1:])]
-        used = {f for t in path.turns for f in t.functions}
         rows.append({
-            "path_id": stable_id(key, i, walk), "tool_set": key, "run_id": context.run_id,
+            "path_id": stable_id(key, i, walk), "tool_set": key, "run_id": context.run.run_id,
             "walk": [specs[f].function_id(key) for f in walk], "edge_ids": edge_ids,
             "turns": [t.as_dict() for t in path.turns], "operations": list(path.operations),
-            "llm_call_ids": [cid for (s, t), cid in zip(pairs, judge_ids) if s in used and t in used],
+            "llm_call_ids": [judge_ids[p] for t in path.turns for p in t.nested if p in judge_ids],
         })
     store.replace_partition(key, {"paths": rows})
     lengths = Counter(len(p.turns) for p in paths)

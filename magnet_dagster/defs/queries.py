@@ -59,13 +59,13 @@ def queries(context: dg.AssetExecutionContext, lineage: LineageStoreResource,
     turn_rows, rejections = [], []
     for row, result in results:
         if isinstance(result, PathRejection):
-            rejections.append({"tool_set": key, "run_id": context.run_id, "path_id": row["path_id"],
+            rejections.append({"tool_set": key, "run_id": context.run.run_id, "path_id": row["path_id"],
                                "stage": "queries", "turn_index": result.turn_index, "rule": result.rule,
                                "reason": result.reason})
             continue
         for t in result:
             turn_rows.append({
-                "turn_id": stable_id(key, row["path_id"], t.index), "tool_set": key, "run_id": context.run_id,
+                "turn_id": stable_id(key, row["path_id"], t.index), "tool_set": key, "run_id": context.run.run_id,
                 "path_id": row["path_id"], "turn_index": t.index, "kind": t.kind,
                 "function_ids": [specs[f].function_id(key) for f in t.functions],
                 "query": t.query, "calls": [c.as_dict() for c in t.calls], "outputs": t.outputs,

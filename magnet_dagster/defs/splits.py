@@ -57,7 +57,7 @@ def training_splits(context: dg.AssetExecutionContext, lineage: LineageStoreReso
     trajectories = store.rows("trajectories", key, "trajectory_id")
     kept, duplicates = deduplicate(trajectories)
     assignment = assign_splits([t["path_id"] for t in kept], SplitSettings(options.split_fractions, options.seed))
-    split_rows = [{"tool_set": key, "run_id": context.run_id, "trajectory_id": t["trajectory_id"],
+    split_rows = [{"tool_set": key, "run_id": context.run.run_id, "trajectory_id": t["trajectory_id"],
                    "path_id": t["path_id"], "split": assignment[t["path_id"]]} for t in kept]
     store.replace_partition(key, {"splits": split_rows})
     split_of = {r["trajectory_id"]: r["split"] for r in split_rows}

@@ -64,20 +64,20 @@ def trajectories(context: dg.AssetExecutionContext, lineage: LineageStoreResourc
     for path_id, rows, traj, pair in results:
         if not isinstance(traj, Trajectory):
             index, rule, reason = traj
-            rejections.append({"tool_set": key, "run_id": context.run_id, "path_id": path_id,
+            rejections.append({"tool_set": key, "run_id": context.run.run_id, "path_id": path_id,
                                "stage": "trajectories", "turn_index": index, "rule": rule, "reason": reason})
             continue
         if contains_hint(traj.messages):
             raise dg.Failure(f"hint text leaked into the conversation of path {path_id}")
         trajectory_id = stable_id(key, path_id, "trajectory")
         traj_rows.append({
-            "trajectory_id": trajectory_id, "tool_set": key, "run_id": context.run_id, "path_id": path_id,
+            "trajectory_id": trajectory_id, "tool_set": key, "run_id": context.run.run_id, "path_id": path_id,
             "turn_ids": [r["turn_id"] for r in rows], "messages": traj.messages, "tools": traj.tools,
             "llm_call_ids": traj.llm_call_ids,
         })
         if pair:
             pair_rows.append({"pair_id": stable_id(trajectory_id, pair["turn_index"], pair["error_type"]),
-                              "tool_set": key, "run_id": context.run_id, "trajectory_id": trajectory_id,
+                              "tool_set": key, "run_id": context.run.run_id, "trajectory_id": trajectory_id,
                               **pair})
     store.replace_partition(key, {"trajectories": traj_rows, "preference_pairs": pair_rows,
                                   "path_rejections": rejections}, stage="trajectories")
