@@ -1,0 +1,92 @@
+"""Context distillation control flow, with a scripted fake teacher (named as such)."""
+
+import asyncio
+import json
+import random
+
+from magnet_dagster.llm.client import LLMClient
+from magnet_dagster.store.lineage import LineageStore
+from magnet_dagster.synthesis.distillation import (
+    HINT_MARKER, Trajectory, contains_hint, positive_trajectory, preference_pair,
+)
+from magnet_dagster.synthesis.translation import TurnResult
+from magnet_dagster.tools.calls import ToolCall
+from magnet_dagster.tools.spec import FunctionSpec
+from tests.fakes import ScriptedFakeBackend
+
+ADD = FunctionSpec("add", "Add.", {"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
+                                   "required": ["a", "b"]})
+MUL = FunctionSpec("multiply", "Multiply.", {"type": "object", "properties": {"a": {"type": "number"},
+                                                                              "b": {"type": "number"}},
+                                             "required": ["a", "b"]})
+SPECS = {"add": ADD, "multiply": MUL}
+TURNS = [
+    TurnResult(0, "call", ("add",), "What is 2 plus 3?", [ToolCall("add", {"a": 2, "b": 3})], [{"result": 5}],
+               ["add", "multiply"]),
+    TurnResult(1, "miss_params", ("multiply",), "Now multiply that.", tools=["add", "multiply"]),
+    TurnResult(2, "call", ("multiply",), "By 4, please.", [ToolCall("multiply", {"a": 5, "b": 4})], [{"result": 20}],
+               ["add", "multiply"]),
+]
+
+
+def follows_hint(request):
+    """A fake teacher that does what the hint says (right or wrong)."""
+    hint = request.messages[-1]["content"]
+    if "call:" in hint:
+        text = hint.split("call: ", 1)[1].split(". Decide")[0]
+        calls = []
+        for part in text.split("; "):
+            name, args = part.split("(", 1)
+            kv = dict(item.split("=") for item in args.rstrip(")").split(", ") if item)
+            calls.append({"name": name, "arguments": {k: float(v) for k, v in kv.items()}})
+        return {"calls": calls}
+    if "did not give" in hint:
+        return {"content": "Which number should I multiply it by?"}
+    return {"content": "The answer is ready."}
+
+
+def _client(tmp_path, script):
+    backend = ScriptedFakeBackend(script)
+    return LLMClient(backend, LineageStore(tmp_path / "l.duckdb"), tmp_path / "journal").open(), backend
+
+
+def test_positive_trajectory_keeps_calls_and_strips_the_hint(tmp_path):
+    client, backend = _client(tmp_path, follows_hint)
+    traj = asyncio.run(positive_trajectory(client, TURNS, SPECS, seed=0))
+    client.close()
+    assert isinstance(traj, Trajectory)
+    assert not contains_hint(traj.messages)
+    assert any(HINT_MARKER in r.messages[-1]["content"] for r in backend.requests), "the teacher did see the hint"
+    roles = [m["role"] for m in traj.messages]
+    assert roles == ["system", "user", "assistant", "tool", "assistant", "user", "assistant", "user", "assistant",
+                     "tool", "assistant"]
+    assert json.loads(traj.messages[2]["tool_calls"][0]["function"]["arguments"]) == {"a": 2.0, "b": 3.0}
+
+
+def test_a_teacher_that_ignores_the_hint_drops_the_path_with_the_reason(tmp_path):
+    client, _ = _client(tmp_path, lambda r: {"calls": [{"name": "multiply", "arguments": {"a": 2, "b": 3}}]}
+                        if "call:" in r.messages[-1]["content"] else {"content": "ok"})
+    result = asyncio.run(positive_trajectory(client, TURNS, SPECS, seed=0))
+    client.close()
+    assert result == (0, "calls_mismatch", "wrong function: expected add, got multiply")
+
+
+def test_a_miss_params_turn_must_ask(tmp_path):
+    client, _ = _client(tmp_path, lambda r: follows_hint(r) if "call:" in r.messages[-1]["content"]
+                        else {"content": "Done, it is 20."})
+    index, rule, _ = asyncio.run(positive_trajectory(client, TURNS, SPECS, seed=0))
+    client.close()
+    assert (index, rule) == (1, "no_ask_or_refusal")
+
+
+def test_preference_pair_shares_the_prefix_and_differs_at_one_turn(tmp_path):
+    client, _ = _client(tmp_path, follows_hint)
+    traj = asyncio.run(positive_trajectory(client, TURNS, SPECS, seed=0))
+    pair = asyncio.run(preference_pair(client, traj, TURNS, SPECS, random.Random(1), seed=0))
+    client.close()
+    assert pair is not None
+    i = pair["turn_index"]
+    assert pair["prompt"] == traj.messages[: traj.turn_starts[i]]
+    assert pair["chosen"] != pair["rejected"]
+    assert pair["error_type"] in ("wrong_function", "wrong_dependency_value", "hallucinated_missing_param")
+    assert not contains_hint(pair["prompt"] + pair["chosen"] + pair["rejected"])
