@@ -42,26 +42,30 @@ HERMES_TOOL_PROMPT = (
 )
 
 
-def tools_in_system_prompt(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Render tools into the system prompt, Hermes style, for servers without native tools.
-
-    Tool results and earlier tool calls are rewritten as text so that a plain chat
-    template can show them.
-    """
-    listing = "\n".join(json.dumps(t["function"]) for t in tools)
-    preamble = HERMES_TOOL_PROMPT.format(tools=listing)
+def flatten_tool_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Tool calls and results as Hermes-style text, for chat templates without tool roles."""
     out: list[dict[str, Any]] = []
     for m in messages:
         if m["role"] == "tool":
             out.append({"role": "user", "content": f"<tool_response>{m['content']}</tool_response>"})
         elif m["role"] == "assistant" and m.get("tool_calls"):
             body = "".join(
-                f"<tool_call>{json.dumps({'name': tc['function']['name'], 'arguments': json.loads(tc['function']['arguments'])})}</tool_call>"
+                "<tool_call>" + json.dumps({"name": tc["function"]["name"],
+                                            "arguments": json.loads(tc["function"]["arguments"] or "{}")})
+                + "</tool_call>"
                 for tc in m["tool_calls"]
             )
             out.append({"role": "assistant", "content": (m.get("content") or "") + body})
         else:
-            out.append(dict(m))
+            out.append({"role": m["role"], "content": m.get("content") or ""})
+    return out
+
+
+def tools_in_system_prompt(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Render tools into the system prompt, Hermes style, for servers without native tools."""
+    listing = "\n".join(json.dumps(t["function"]) for t in tools)
+    preamble = HERMES_TOOL_PROMPT.format(tools=listing)
+    out = flatten_tool_messages(messages)
     if out and out[0]["role"] == "system":
         out[0] = {"role": "system", "content": out[0]["content"] + "\n\n" + preamble}
     else:
@@ -104,11 +108,13 @@ class OpenAICompatibleBackend:
             "max_tokens": request.max_tokens,
             "seed": request.seed,
         }
-        if request.tools:
-            if self.native_tools:
+        if self.native_tools:
+            if request.tools:
                 kwargs["tools"] = request.tools
-            else:
-                messages = tools_in_system_prompt(messages, request.tools)
+        elif request.tools:
+            messages = tools_in_system_prompt(messages, request.tools)
+        else:
+            messages = flatten_tool_messages(messages)
         if request.response_schema is not None:
             kwargs["response_format"] = STRUCTURED_OUTPUT[self.structured_output](request.response_schema)
         kwargs["messages"] = messages

@@ -9,6 +9,7 @@ regenerated a bounded number of times; then the path is dropped with its reason.
 from __future__ import annotations
 
 import json
+import random
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,8 +30,9 @@ Conversation so far:
 {history}
 Results the assistant already has:
 {outputs}
+Values the user wants to use: {values}
 Rules: do not name the functions; write naturally in one or two sentences; include every
-required value literally (numbers, names, titles); refer to earlier results indirectly
+such value literally, and any other required value (names, titles) in quotes; refer to earlier results indirectly
 ("that ticket", "the result") instead of repeating them; do not repeat an earlier message.
 Answer with JSON {{"query": "..."}}."""
 
@@ -152,6 +154,36 @@ class TranslationSettings:
     seed: int = 0
 
 
+_WORDS = ["alpha", "budget", "coffee", "delta", "garden", "harbor", "invoice", "laptop", "meeting", "printer"]
+
+
+def suggest_values(specs: list[FunctionSpec], earlier_outputs: list[Any], rng: random.Random) -> dict[str, Any]:
+    """Concrete values for the turn's required parameters, for back-translation to state.
+
+    Parameters an earlier output can fill (same key, or `*_id` and an `id`) are left to
+    the conversation, so dependencies stay indirect. Free-text values are left to the
+    teacher. The grounding check later holds the forward calls to whatever the query says.
+    """
+    keys = {k for o in earlier_outputs if isinstance(o, dict) for k in o}
+    values: dict[str, Any] = {}
+    for spec in specs:
+        for name in spec.required:
+            schema = spec.properties.get(name, {})
+            if name in keys or (name.endswith("_id") and "id" in keys):
+                continue
+            if "enum" in schema:
+                values[name] = rng.choice(schema["enum"])
+            elif schema.get("type") == "integer":
+                values[name] = rng.randint(int(schema.get("minimum", 1)), int(schema.get("maximum", 20)))
+            elif schema.get("type") == "number":
+                values[name] = round(rng.uniform(1, 100), rng.choice([0, 1, 2]))
+            elif schema.get("type") == "array" and (schema.get("items") or {}).get("type") in ("number", "integer"):
+                values[name] = [rng.randint(1, 50) for _ in range(rng.randint(2, 4))]
+            elif schema.get("type") == "boolean":
+                values[name] = rng.choice([True, False])
+    return values
+
+
 def _history_text(results: list[TurnResult]) -> str:
     return "\n".join(f"user: {r.query}" for r in results) or "(none)"
 
@@ -198,8 +230,11 @@ async def translate_turn(
         elif turn.kind == MISS_FUNC:
             prompt = MISS_FUNC_PROMPT.format(function=describe(specs[turn.target[0]]), history=_history_text(done))
         else:
+            rng = random.Random(f"{settings.seed}:{index}:{attempt}")
+            values = suggest_values([specs[f] for f in turn.functions], [o for r in done for o in r.outputs], rng)
             prompt = BACK_PROMPT.format(functions="\n".join(describe(specs[f]) for f in turn.functions),
-                                        history=_history_text(done), outputs=_outputs_text(done))
+                                        history=_history_text(done), outputs=_outputs_text(done),
+                                        values=json.dumps(values) if values else "(choose them)")
         query = await _ask_query(client, prompt, settings, attempt, ids)
         if query is None:
             last_reason = PathRejection(index, "back_translation_failed", "no query in the teacher's reply")

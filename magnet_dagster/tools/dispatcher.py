@@ -7,10 +7,10 @@ Whatever the tool raises comes back as an error result the trajectory can show.
 
 from __future__ import annotations
 
-import concurrent.futures
 import copy
 import json
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from magnet_dagster.tools.calls import CallParseError, ToolCall, parse_python_call
@@ -26,9 +26,6 @@ class Dispatcher:
 
     functions: dict[str, Callable[..., Any]]
     time_limit_s: float = 5.0
-    _pool: concurrent.futures.ThreadPoolExecutor = field(
-        default_factory=lambda: concurrent.futures.ThreadPoolExecutor(max_workers=1), repr=False
-    )
 
     @classmethod
     def for_instances(cls, instances: dict[str, object], allowed: set[str], time_limit_s: float = 5.0) -> "Dispatcher":
@@ -63,17 +60,24 @@ class Dispatcher:
         except DispatchRefused as exc:
             return {"error": str(exc)}
         arguments = copy.deepcopy(call.arguments)
-        future = self._pool.submit(self.functions[call.name], **arguments)
-        try:
-            result = future.result(timeout=self.time_limit_s)
-        except concurrent.futures.TimeoutError:
-            # The worker thread cannot be killed; a fresh pool keeps later calls unblocked.
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                outcome["result"] = self.functions[call.name](**arguments)
+            except Exception as exc:  # noqa: BLE001 - a tool's failure is data for the trajectory
+                outcome["error"] = f"{call.name}: {type(exc).__name__}: {exc}"
+
+        # A daemon thread: a call that overruns is abandoned (threads cannot be killed) and
+        # can never keep the process from exiting.
+        worker = threading.Thread(target=run, name=f"tool-{call.name}", daemon=True)
+        worker.start()
+        worker.join(self.time_limit_s)
+        if worker.is_alive():
             return {"error": f"{call.name}: timed out after {self.time_limit_s}s"}
-        except Exception as exc:  # noqa: BLE001 - a tool's failure is data for the trajectory
-            return {"error": f"{call.name}: {type(exc).__name__}: {exc}"}
-        return _jsonable(result)
+        if "error" in outcome:
+            return {"error": outcome["error"]}
+        return _jsonable(outcome.get("result"))
 
     def execute_text(self, text: str) -> Any:
         """Parse a Python-style call string with `ast` and run it; never `eval`."""
@@ -84,7 +88,7 @@ class Dispatcher:
         return self.execute(call)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Nothing to release: each call runs on its own short-lived thread."""
 
 
 def _jsonable(value: Any) -> Any:
