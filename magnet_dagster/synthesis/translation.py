@@ -23,18 +23,14 @@ from magnet_dagster.tools.calls import ToolCall
 from magnet_dagster.tools.executors import Executor
 from magnet_dagster.tools.spec import FunctionSpec
 
-BACK_PROMPT = """Write the next message a user sends to an AI assistant that has tools.
-The assistant should need exactly these functions to answer it:
-{functions}
-Conversation so far:
-{history}
-Results the assistant already has:
-{outputs}
-Values the user wants to use: {values}
-Rules: do not name the functions; write naturally in one or two sentences; include every
-such value literally, and any other required value (names, titles) in quotes; refer to earlier results indirectly
-("that ticket", "the result") instead of repeating them; do not repeat an earlier message.
-Answer with JSON {{"query": "..."}}."""
+BACK_PROMPT = """Turn each task into a user's request to an assistant that states every value.
+Never name functions; refer to earlier results indirectly ("that ticket", "the result").
+Task: Multiply two numbers. Values: a=6, b=9
+Request: {{"query": "Multiply 6 and 9 for me."}}
+Task: Look up a user by name, then send them a message. Values: name="Ana", text="See you at 5"
+Request: {{"query": "Find the user named Ana and send her 'See you at 5'."}}
+{context}Task: {task} Values: {values}
+Request:"""
 
 MISS_PARAMS_PROMPT = """Write the next message a user sends to an AI assistant. The user wants
 this function's job done but forgets to give the value of `{param}`:
@@ -161,8 +157,9 @@ def suggest_values(specs: list[FunctionSpec], earlier_outputs: list[Any], rng: r
     """Concrete values for the turn's required parameters, for back-translation to state.
 
     Parameters an earlier output can fill (same key, or `*_id` and an `id`) are left to
-    the conversation, so dependencies stay indirect. Free-text values are left to the
-    teacher. The grounding check later holds the forward calls to whatever the query says.
+    the conversation, so dependencies stay indirect. The grounding check later holds the
+    forward calls to whatever the query actually says, so a suggestion the teacher drops
+    costs the turn, never the check.
     """
     keys = {k for o in earlier_outputs if isinstance(o, dict) for k in o}
     values: dict[str, Any] = {}
@@ -181,7 +178,21 @@ def suggest_values(specs: list[FunctionSpec], earlier_outputs: list[Any], rng: r
                 values[name] = [rng.randint(1, 50) for _ in range(rng.randint(2, 4))]
             elif schema.get("type") == "boolean":
                 values[name] = rng.choice([True, False])
+            elif schema.get("type") == "string":
+                values[name] = f"{rng.choice(_WORDS)} {rng.choice(_WORDS)}".capitalize()
     return values
+
+
+def task_text(spec: FunctionSpec) -> str:
+    """The part of a description that says what the function does (BFCL prefixes its API blurb)."""
+    text = spec.description.split("Tool description:", 1)[-1].strip()
+    return text.rstrip(".") + "." if text else spec.name.replace("_", " ") + "."
+
+
+def _context_text(done: list[TurnResult]) -> str:
+    if not done:
+        return ""
+    return f"Conversation so far:\n{_history_text(done)}\nResults so far:\n{_outputs_text(done)}\n"
 
 
 def _history_text(results: list[TurnResult]) -> str:
@@ -232,9 +243,9 @@ async def translate_turn(
         else:
             rng = random.Random(f"{settings.seed}:{index}:{attempt}")
             values = suggest_values([specs[f] for f in turn.functions], [o for r in done for o in r.outputs], rng)
-            prompt = BACK_PROMPT.format(functions="\n".join(describe(specs[f]) for f in turn.functions),
-                                        history=_history_text(done), outputs=_outputs_text(done),
-                                        values=json.dumps(values) if values else "(choose them)")
+            prompt = BACK_PROMPT.format(
+                context=_context_text(done), task=", then ".join(task_text(specs[f]) for f in turn.functions),
+                values=", ".join(f"{k}={json.dumps(v)}" for k, v in values.items()) or "(from earlier results)")
         query = await _ask_query(client, prompt, settings, attempt, ids)
         if query is None:
             last_reason = PathRejection(index, "back_translation_failed", "no query in the teacher's reply")
