@@ -2,7 +2,9 @@
 
 Project and location come from `GOOGLE_CLOUD_PROJECT` / `GOOGLE_CLOUD_LOCATION`,
 credentials from Application Default Credentials. Requests and replies are translated
-to and from the OpenAI message shape the rest of the project speaks.
+to and from the OpenAI message shape the rest of the project speaks, by way of the REST
+`generateContent` JSON, so online calls and batch prediction files
+(`magnet_dagster.llm.vertex_batch`) are built and parsed by the same functions.
 """
 
 from __future__ import annotations
@@ -15,13 +17,22 @@ from typing import Any
 
 from magnet_dagster.llm.client import LLMRequest, RawReply
 
+#: Finish reasons whose candidate must not be used even when it carries some parts.
+UNUSABLE_FINISH = frozenset({
+    "SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "MALFORMED_FUNCTION_CALL",
+})
+
 
 class GeminiBlocked(RuntimeError):
     """The reply has no usable candidate (safety block, empty candidates)."""
 
 
 def to_gemini_contents(messages: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
-    """OpenAI messages -> (system instruction, Gemini `contents`)."""
+    """OpenAI messages -> (system instruction, REST `contents`).
+
+    Consecutive tool results become one user turn, because Gemini rejects a turn after
+    parallel function calls unless it answers all of them.
+    """
     system = None
     contents: list[dict[str, Any]] = []
     names: dict[str, str] = {}
@@ -37,8 +48,8 @@ def to_gemini_contents(messages: list[dict[str, Any]]) -> tuple[str | None, list
                 parts.append({"text": m["content"]})
             for tc in m.get("tool_calls") or []:
                 names[tc["id"]] = tc["function"]["name"]
-                parts.append({"function_call": {"name": tc["function"]["name"],
-                                                "args": json.loads(tc["function"]["arguments"] or "{}")}})
+                parts.append({"functionCall": {"name": tc["function"]["name"],
+                                               "args": json.loads(tc["function"]["arguments"] or "{}")}})
             contents.append({"role": "model", "parts": parts or [{"text": ""}]})
         elif role == "tool":
             try:
@@ -48,48 +59,92 @@ def to_gemini_contents(messages: list[dict[str, Any]]) -> tuple[str | None, list
             if not isinstance(payload, dict):
                 payload = {"result": payload}
             name = m.get("name") or names.get(m.get("tool_call_id", ""), "tool")
-            contents.append({"role": "user", "parts": [{"function_response": {"name": name, "response": payload}}]})
+            part = {"functionResponse": {"name": name, "response": payload}}
+            previous = contents[-1] if contents else None
+            if previous and previous["role"] == "user" and "functionResponse" in previous["parts"][-1]:
+                previous["parts"].append(part)
+            else:
+                contents.append({"role": "user", "parts": [part]})
     return system, contents
 
 
+def to_vertex_request(request: LLMRequest) -> dict[str, Any]:
+    """The REST `generateContent` body (camelCase) for one request, as a batch line needs it."""
+    system, contents = to_gemini_contents(list(request.messages))
+    generation: dict[str, Any] = {
+        "temperature": request.temperature,
+        "maxOutputTokens": request.max_tokens,
+        "seed": request.seed,
+    }
+    if request.response_schema is not None:
+        generation["responseMimeType"] = "application/json"
+        generation["responseJsonSchema"] = request.response_schema
+    body: dict[str, Any] = {"contents": contents, "generationConfig": generation}
+    if system:
+        body["systemInstruction"] = {"parts": [{"text": system}]}
+    if request.tools:
+        body["tools"] = [{"functionDeclarations": [
+            {"name": t["function"]["name"], "description": t["function"].get("description", ""),
+             "parametersJsonSchema": t["function"].get("parameters") or {"type": "object"}}
+            for t in request.tools
+        ]}]
+    return body
+
+
+def _as_rest_json(response: Any) -> dict[str, Any]:
+    """SDK responses dumped to REST JSON, so SDK objects and batch lines take one parser."""
+    if isinstance(response, dict):
+        return response
+    return response.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
 def from_gemini_response(response: Any) -> RawReply:
-    candidates = getattr(response, "candidates", None) or []
+    """A `GenerateContentResponse` (SDK object or its REST JSON) -> OpenAI-shaped reply."""
+    data = _as_rest_json(response)
+    candidates = data.get("candidates") or []
     if not candidates:
-        feedback = getattr(response, "prompt_feedback", None)
-        reason = getattr(feedback, "block_reason", None) if feedback else None
-        raise GeminiBlocked(f"no candidates (block reason: {reason})")
+        feedback = data.get("promptFeedback") or {}
+        detail = feedback.get("blockReasonMessage")
+        raise GeminiBlocked(f"no candidates (block reason: {feedback.get('blockReason')})"
+                            + (f": {detail}" if detail else ""))
     cand = candidates[0]
-    content = getattr(cand, "content", None)
-    parts = getattr(content, "parts", None) or []
-    if not parts:
-        raise GeminiBlocked(f"empty candidate (finish reason: {getattr(cand, 'finish_reason', None)})")
+    finish = cand.get("finishReason")
+    parts = (cand.get("content") or {}).get("parts") or []
+    if not parts or finish in UNUSABLE_FINISH:
+        raise GeminiBlocked(f"{'empty' if not parts else 'unusable'} candidate (finish reason: {finish})")
     texts, calls = [], []
     for part in parts:
-        if getattr(part, "function_call", None):
-            fc = part.function_call
-            calls.append({"id": f"call_{uuid.uuid4().hex[:8]}", "type": "function",
-                          "function": {"name": fc.name, "arguments": json.dumps(dict(fc.args or {}))}})
-        elif getattr(part, "text", None):
-            texts.append(part.text)
+        if part.get("functionCall"):
+            fc = part["functionCall"]
+            calls.append({"id": fc.get("id") or f"call_{uuid.uuid4().hex[:8]}", "type": "function",
+                          "function": {"name": fc["name"], "arguments": json.dumps(fc.get("args") or {})}})
+        elif part.get("text") and not part.get("thought"):
+            texts.append(part["text"])
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) or None}
     if calls:
         message["tool_calls"] = calls
-    usage = getattr(response, "usage_metadata", None)
+    usage = data.get("usageMetadata") or {}
     return RawReply(
         message=message,
-        input_tokens=getattr(usage, "prompt_token_count", 0) or 0,
-        output_tokens=getattr(usage, "candidates_token_count", 0) or 0,
+        input_tokens=usage.get("promptTokenCount", 0) or 0,
+        output_tokens=(usage.get("candidatesTokenCount", 0) or 0) + (usage.get("thoughtsTokenCount", 0) or 0),
     )
 
 
 @dataclass
 class GeminiBackend:
+    """Online `generateContent` calls; the SDK retries 408/429/5xx with jittered backoff."""
+
     model: str
     project: str | None = None
     location: str | None = None
     base_url: str | None = None
     credentials: Any = None
     name: str = "gemini"
+    timeout_s: float = 120.0
+    max_attempts: int = 5
+    retry_initial_delay_s: float = 1.0
+    max_backoff_s: float = 20.0
     _client: Any = field(default=None, repr=False)
 
     @classmethod
@@ -106,7 +161,14 @@ class GeminiBackend:
             from google import genai
             from google.genai import types
 
-            http_options = types.HttpOptions(base_url=self.base_url) if self.base_url else None
+            http_options = types.HttpOptions(
+                base_url=self.base_url,
+                timeout=int(self.timeout_s * 1000),
+                retry_options=types.HttpRetryOptions(
+                    attempts=self.max_attempts, initial_delay=self.retry_initial_delay_s,
+                    max_delay=self.max_backoff_s, jitter=self.retry_initial_delay_s,
+                ),
+            )
             self._client = genai.Client(
                 vertexai=True, project=self.project, location=self.location,
                 credentials=self.credentials, http_options=http_options,
@@ -114,24 +176,16 @@ class GeminiBackend:
         return self._client
 
     def request_config(self, request: LLMRequest) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        system, contents = to_gemini_contents(list(request.messages))
-        config: dict[str, Any] = {
-            "temperature": request.temperature,
-            "max_output_tokens": request.max_tokens,
-            "seed": request.seed,
-        }
-        if system:
-            config["system_instruction"] = system
-        if request.tools:
-            config["tools"] = [{"function_declarations": [
-                {"name": t["function"]["name"], "description": t["function"].get("description", ""),
-                 "parameters_json_schema": t["function"]["parameters"]}
-                for t in request.tools
-            ]}]
-        if request.response_schema is not None:
-            config["response_mime_type"] = "application/json"
-            config["response_json_schema"] = request.response_schema
-        return contents, config
+        """(contents, config) for `generate_content`: the REST body with its config parts flattened.
+
+        Automatic function calling stays off: tool calls go back to the caller, never run here.
+        """
+        body = to_vertex_request(request)
+        config: dict[str, Any] = {**body["generationConfig"], "automaticFunctionCalling": {"disable": True}}
+        for key in ("systemInstruction", "tools"):
+            if key in body:
+                config[key] = body[key]
+        return body["contents"], config
 
     async def complete(self, request: LLMRequest) -> RawReply:
         contents, config = self.request_config(request)
@@ -141,4 +195,8 @@ class GeminiBackend:
         return from_gemini_response(response)
 
     async def aclose(self) -> None:
-        self._client = None
+        """Close the HTTP clients, which are bound to this event loop; the next call opens new ones."""
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aio.aclose()
+            client.close()
