@@ -74,7 +74,8 @@ class LLMReply:
         if text.startswith("```"):
             text = text.strip("`").removeprefix("json").strip()
         try:
-            return json.loads(text)
+            # strict=False: small models put raw newlines inside strings; the value is still data.
+            return json.loads(text, strict=False)
         except json.JSONDecodeError:
             return None
 
