@@ -12,12 +12,12 @@ from magnet_dagster.defs.resources import LineageStoreResource, LLMResource
 from magnet_dagster.defs.schedules import nightly_evaluation
 from magnet_dagster.defs.sensors import tool_set_sensor
 from magnet_dagster.defs.splits import exports_are_clean, no_split_leakage, training_splits
-from magnet_dagster.defs.trajectories import trajectories
+from magnet_dagster.defs.trajectories import trajectories, yield_above_floor
 
 defs = dg.Definitions(
     assets=[function_catalog, function_graph, signature_paths, queries, trajectories, training_splits,
             student_evaluation],
-    asset_checks=[no_split_leakage, exports_are_clean],
+    asset_checks=[no_split_leakage, exports_are_clean, yield_above_floor],
     jobs=[magnet_pipeline, evaluation_job],
     sensors=[tool_set_sensor],
     schedules=[nightly_evaluation],

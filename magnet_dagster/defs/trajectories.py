@@ -99,3 +99,21 @@ def trajectories(context: dg.AssetExecutionContext, lineage: LineageStoreResourc
                                                  for t in traj_rows])),
         **llm_meta,
     })
+
+
+@dg.asset_check(asset=trajectories, description="Trajectories per signature path stay above the tool set's `min_yield`.")
+def yield_above_floor(context: dg.AssetCheckExecutionContext, lineage: LineageStoreResource) -> dg.AssetCheckResult:
+    store = lineage.get()
+    rows = store.query(
+        "SELECT p.tool_set, count(DISTINCT p.path_id) AS paths, count(DISTINCT t.trajectory_id) AS trajectories "
+        "FROM paths p LEFT JOIN trajectories t ON t.tool_set = p.tool_set AND t.path_id = p.path_id "
+        "GROUP BY p.tool_set ORDER BY p.tool_set")
+    below = {}
+    for r in rows:
+        floor = options_for(store, r["tool_set"]).min_yield
+        achieved = r["trajectories"] / r["paths"] if r["paths"] else 0.0
+        if achieved < floor:
+            below[r["tool_set"]] = f"{achieved:.1%} < {floor:.1%}"
+    return dg.AssetCheckResult(passed=not below, severity=dg.AssetCheckSeverity.WARN,
+                               metadata={"below_floor": dg.MetadataValue.json(below),
+                                         "tool_sets": len(rows)})

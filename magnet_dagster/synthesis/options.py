@@ -23,6 +23,8 @@ class SynthesisOptions:
     seed: int = 0
     #: an asset fails when more than this share of its LLM calls fail after retries
     max_llm_failure_rate: float = 0.5
+    #: the `yield_above_floor` check warns when trajectories / paths falls below this
+    min_yield: float = 0.01
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any] | None, source: str = "toolset.yaml") -> "SynthesisOptions":
