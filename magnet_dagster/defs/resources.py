@@ -15,6 +15,7 @@ from magnet_dagster import config
 from magnet_dagster.llm import local_server
 from magnet_dagster.llm.backends import BackendSettings, make_backend
 from magnet_dagster.llm.client import LLMClient
+from magnet_dagster.llm.vllm_server import start_vllm
 from magnet_dagster.store.lineage import LineageStore
 
 
@@ -28,36 +29,50 @@ class LineageStoreResource(dg.ConfigurableResource):
 
 
 class LLMResource(dg.ConfigurableResource):
-    """An LLM role; `client()` binds it to one asset run so every call is recorded there."""
+    """An LLM role; `client()` binds it to one asset run so every call is recorded there.
+
+    `local` starts (or shares) the embedded llama.cpp server; `vllm` without a base URL
+    starts `vllm serve MAGNET_<ROLE>_MODEL`; both are stopped when the run ends.
+    """
 
     role: str
     concurrency: int = 4
-    _server: Any = PrivateAttr(default=None)
+    _local: Any = PrivateAttr(default=None)
+    _vllm: Any = PrivateAttr(default=None)
 
     def settings(self) -> BackendSettings:
         return BackendSettings.from_env(self.role)
 
-    def _ensure_server(self) -> Any:
-        if self._server is None and self.settings().kind == "local":
-            config.magnet_home().mkdir(parents=True, exist_ok=True)
-            self._server = local_server.acquire(log_path=config.magnet_home() / "llama_server.log")
-        return self._server
+    def _server(self, settings: BackendSettings) -> tuple[str | None, str | None]:
+        home = config.magnet_home()
+        if settings.kind == "local":
+            if self._local is None:
+                home.mkdir(parents=True, exist_ok=True)
+                self._local = local_server.acquire(log_path=home / "llama_server.log")
+            return self._local.base_url, self._local.model_name
+        if settings.kind == "vllm" and not settings.base_url:
+            if self._vllm is None:
+                if not settings.model:
+                    raise ValueError(f"MAGNET_{self.role.upper()}=vllm needs MAGNET_{self.role.upper()}_MODEL")
+                home.mkdir(parents=True, exist_ok=True)
+                self._vllm = start_vllm(settings.model, log_path=home / f"vllm_{self.role}.log")
+            return self._vllm.base_url, settings.model
+        return None, None
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        if self._server is not None:
-            local_server.release(self._server)
-            self._server = None
+        if self._local is not None:
+            local_server.release(self._local)
+            self._local = None
+        if self._vllm is not None:
+            self._vllm.stop()
+            self._vllm = None
 
     def client(self, store: LineageStore, context: dg.AssetExecutionContext) -> LLMClient:
         settings = self.settings()
-        server = self._ensure_server()
-        backend = make_backend(
-            settings,
-            local_base_url=server.base_url if server else None,
-            local_model=server.model_name if server else None,
-        )
+        url, model = self._server(settings)
         return LLMClient(
-            backend=backend, store=store, journal_dir=config.magnet_home() / "llm_journal",
+            backend=make_backend(settings, url, model), store=store,
+            journal_dir=config.magnet_home() / "llm_journal",
             tool_set=context.partition_key, run_id=context.run.run_id,
             asset=context.asset_key.to_user_string(), concurrency=self.concurrency,
         ).open()

