@@ -8,6 +8,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 import dagster as dg
 
 from magnet_dagster.llm.client import LLMClient
+from magnet_dagster.llm.pricing import estimated_cost_usd
 from magnet_dagster.store.lineage import LineageStore
 from magnet_dagster.defs.partitions import tool_sets
 from magnet_dagster.synthesis.options import SynthesisOptions
@@ -59,7 +60,11 @@ def run_with_llm(context: dg.AssetExecutionContext, client: LLMClient,
             f"{client.stats.errors} of {client.stats.calls} LLM calls failed "
             f"(bound {bound:.0%}); see llm_calls for the errors"
         )
-    return result, {f"llm_{k}": v for k, v in stats.items()} | {"llm_model": client.model}
+    cost = estimated_cost_usd(client.backend.name, client.model, stats["input_tokens"], stats["output_tokens"])
+    return result, {f"llm_{k}": v for k, v in stats.items()} | {
+        "llm_model": client.model,
+        "llm_estimated_cost_usd": cost if cost is not None else "unknown (no price for this model)",
+    }
 
 
 class Progress:

@@ -66,3 +66,13 @@ def test_journals_held_by_a_live_client_are_left_alone(tmp_path):
     assert ingest_journals(tmp_path / "journal", LineageStore(tmp_path / "l.duckdb")) == 0
     live.close()
     assert LineageStore(tmp_path / "l.duckdb").query("SELECT count(*) AS n FROM llm_calls")[0]["n"] == 1
+
+
+def test_cost_estimate_is_zero_locally_and_unknown_for_unpriced_models(monkeypatch):
+    from magnet_dagster.llm.pricing import estimated_cost_usd
+
+    assert estimated_cost_usd("local", "SmolLM2", 10**6, 10**6) == 0.0
+    assert estimated_cost_usd("gemini", "gemini-2.5-flash", 10**6, 10**6) == 2.8
+    assert estimated_cost_usd("openai", "some-model", 1, 1) is None
+    monkeypatch.setenv("MAGNET_PRICES_PER_MTOK", '{"some-model": [1.0, 2.0]}')
+    assert estimated_cost_usd("openai", "some-model", 10**6, 10**6) == 3.0
