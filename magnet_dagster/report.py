@@ -27,9 +27,10 @@ SELECT
 """
 
 LAST_EVAL_SQL = """
-SELECT run_id, student_model, count(*) AS turns, sum(verdict::INT) AS correct
-FROM eval_results WHERE tool_set = ?
-GROUP BY run_id, student_model ORDER BY max(created_at) DESC LIMIT 1
+WITH latest AS (SELECT run_id FROM eval_results WHERE tool_set = $1 ORDER BY created_at DESC LIMIT 1)
+SELECT coalesce(mode, 'teacher_forced') AS mode, student_model, count(*) AS turns, sum(verdict::INT) AS correct
+FROM eval_results WHERE tool_set = $1 AND run_id = (SELECT run_id FROM latest)
+GROUP BY ALL ORDER BY mode
 """
 
 LLM_SQL = """
@@ -59,10 +60,10 @@ def summary(tool_set: str, store: LineageStore) -> str:
         f"{c['preference_pairs']} preference pairs",
         f"  splits     : train {c['train']}, validation {c['validation']}, test {c['test']}",
     ]
-    if ev:
-        e = ev[0]
-        lines.append(f"  evaluation : {e['student_model']}: {_pct(int(e['correct'] or 0), e['turns'])} test turns correct")
-    else:
+    for e in ev:
+        lines.append(f"  evaluation : {e['student_model']} ({e['mode']}): "
+                     f"{_pct(int(e['correct'] or 0), e['turns'])} test turns correct")
+    if not ev:
         lines.append("  evaluation : none yet")
     if llm:
         l = llm[0]

@@ -157,3 +157,9 @@ CREATE TABLE IF NOT EXISTS eval_results (
     llm_call_id   VARCHAR,
     created_at    TIMESTAMP DEFAULT current_timestamp
 );
+
+-- Columns added after the first release: applied to stores made before them.
+ALTER TABLE eval_results ADD COLUMN IF NOT EXISTS mode VARCHAR;          -- teacher_forced / free_running
+ALTER TABLE eval_results ADD COLUMN IF NOT EXISTS operations VARCHAR[];   -- the path's node operations
+ALTER TABLE eval_results ADD COLUMN IF NOT EXISTS categories VARCHAR[];   -- categories of the expected calls
+ALTER TABLE eval_results ADD COLUMN IF NOT EXISTS state_match BOOLEAN;    -- free-running, executable tools

@@ -18,7 +18,7 @@ from magnet_dagster.defs.resources import LineageStoreResource, LLMResource
 from magnet_dagster.graph.paths import SignaturePath, Turn
 from magnet_dagster.llm.client import LLMClient
 from magnet_dagster.synthesis.translation import PathRejection, TranslationSettings, translate_path
-from magnet_dagster.tools.executors import ExecutorFactory
+from magnet_dagster.tools.executors import ExecutorFactory, conversation_seed
 from magnet_dagster.tools.spec import stable_id
 
 
@@ -44,7 +44,7 @@ def queries(context: dg.AssetExecutionContext, lineage: LineageStoreResource,
             rng = random.Random(f"{options.seed}:distractors:{row['path_id']}")
             others = sorted(set(specs) - set(path.functions))
             distractors = rng.sample(others, min(options.distractor_tools, len(others)))
-            executor = factory.new(seed=i)
+            executor = factory.new(seed=conversation_seed(row["path_id"]))
             try:
                 result = await translate_path(client, path, specs, executor, distractors,
                                               TranslationSettings(options.max_attempts, seed=options.seed + i))

@@ -113,6 +113,11 @@ class SimulatedExecutor:
         return None
 
 
+def conversation_seed(path_id: str) -> int:
+    """The starting-state seed of a path's conversation, so evaluation can rebuild that state."""
+    return int(path_id[:8], 16)
+
+
 @dataclass
 class ExecutorFactory:
     """Builds one executor per conversation from the tool set's executor description."""
@@ -122,6 +127,11 @@ class ExecutorFactory:
     client: LLMClient | None = None
     time_limit_s: float = 5.0
     _simulated_cache: dict[str, Execution] = field(default_factory=dict)
+
+    @property
+    def executable(self) -> bool:
+        """Whether calls really run (so free-running evaluation and state checks make sense)."""
+        return self.executor.get("kind") != "simulated"
 
     def new(self, seed: int) -> Executor:
         if self.executor.get("kind") == "bfcl":
