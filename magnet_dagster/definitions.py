@@ -7,7 +7,7 @@ from magnet_dagster.defs.evaluation import student_evaluation
 from magnet_dagster.defs.graph import function_graph
 from magnet_dagster.defs.jobs import evaluation_job, magnet_pipeline
 from magnet_dagster.defs.paths import signature_paths
-from magnet_dagster.defs.queries import queries
+from magnet_dagster.defs.queries import no_bfcl_contamination, queries
 from magnet_dagster.defs.resources import LineageStoreResource, LLMResource
 from magnet_dagster.defs.schedules import nightly_evaluation
 from magnet_dagster.defs.sensors import tool_set_sensor
@@ -17,7 +17,7 @@ from magnet_dagster.defs.trajectories import trajectories, yield_above_floor
 defs = dg.Definitions(
     assets=[function_catalog, function_graph, signature_paths, queries, trajectories, training_splits,
             student_evaluation],
-    asset_checks=[no_split_leakage, exports_are_clean, yield_above_floor],
+    asset_checks=[no_bfcl_contamination, no_split_leakage, exports_are_clean, yield_above_floor],
     jobs=[magnet_pipeline, evaluation_job],
     sensors=[tool_set_sensor],
     schedules=[nightly_evaluation],

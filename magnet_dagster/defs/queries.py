@@ -18,6 +18,8 @@ from magnet_dagster.defs.resources import LineageStoreResource, LLMResource
 from magnet_dagster.graph.paths import SignaturePath, Turn
 from magnet_dagster.llm.client import LLMClient
 from magnet_dagster.synthesis.translation import PathRejection, TranslationSettings, translate_path
+from magnet_dagster.evaluation.contamination import copied_queries, copied_states, shares_functions
+from magnet_dagster.tools import bfcl
 from magnet_dagster.tools.executors import ExecutorFactory, conversation_seed
 from magnet_dagster.tools.spec import stable_id
 
@@ -86,4 +88,32 @@ def queries(context: dg.AssetExecutionContext, lineage: LineageStoreResource,
         "preview": dg.MetadataValue.md(md_table([{"path_id": t["path_id"], "turn": t["turn_index"], "kind": t["kind"],
                                                   "query": t["query"], "calls": t["calls"]} for t in turn_rows])),
         **llm_meta,
+    })
+
+
+@dg.asset_check(asset=queries, blocking=True,
+                description="Tool sets sharing functions with BFCL hold none of BFCL's multi-turn questions or "
+                            "initial states.")
+def no_bfcl_contamination(context: dg.AssetCheckExecutionContext,
+                          lineage: LineageStoreResource) -> dg.AssetCheckResult:
+    store = lineage.get()
+    findings: list[dict] = []
+    checked = []
+    for ts in store.query("SELECT tool_set, executor FROM tool_sets ORDER BY tool_set"):
+        key = ts["tool_set"]
+        names = [r["name"] for r in store.rows("functions", key)]
+        if not shares_functions(names):
+            continue
+        checked.append(key)
+        turns = store.rows("turns", key)
+        findings += [f | {"tool_set": key} for f in copied_queries((t["turn_id"], t["query"]) for t in turns)]
+        if (ts["executor"] or {}).get("kind") == "bfcl":
+            paths = {t["path_id"] for t in turns}
+            states = [(p, cls, bfcl.initial_state(cls, conversation_seed(p)))
+                      for p in sorted(paths) for cls in ts["executor"]["classes"]]
+            findings += [f | {"tool_set": key} for f in copied_states(states)]
+    return dg.AssetCheckResult(passed=not findings, metadata={
+        "tool_sets_checked": dg.MetadataValue.json(checked),
+        "findings": len(findings),
+        "examples": dg.MetadataValue.json(findings[:10]),
     })
