@@ -11,7 +11,7 @@ import ast
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from magnet_dagster.tools.spec import FunctionSpec
 
@@ -52,8 +52,12 @@ class ToolCall:
         return f"{self.name}({args})"
 
 
-def parse_python_call(text: str) -> ToolCall:
-    """Parse `name(key=literal, ...)`; refuse anything else (attribute chains, calls, names)."""
+def parse_python_call(text: str, parameter_order: Callable[[str], list[str] | None] | None = None) -> ToolCall:
+    """Parse `name(key=literal, ...)`; refuse anything else (attribute chains, calls, names).
+
+    Positional literals are accepted only when `parameter_order(name)` says which
+    parameter each position is (BFCL's ground truth writes `cd('docs')`).
+    """
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
@@ -63,9 +67,20 @@ def parse_python_call(text: str) -> ToolCall:
         raise CallParseError(f"not a call: {text!r}")
     if not isinstance(node.func, ast.Name):
         raise CallParseError(f"only plain function names may be called, not {ast.unparse(node.func)!r}")
-    if node.args:
-        raise CallParseError(f"{node.func.id}: positional arguments are not allowed; use key=value")
     arguments: dict[str, Any] = {}
+    if node.args:
+        order = parameter_order(node.func.id) if parameter_order else None
+        if order is None:
+            raise CallParseError(f"{node.func.id}: positional arguments are not allowed; use key=value")
+        if len(node.args) > len(order):
+            raise CallParseError(f"{node.func.id}: {len(node.args)} positional arguments for {len(order)} parameters")
+        for name, arg in zip(order, node.args):
+            if isinstance(arg, ast.Starred):
+                raise CallParseError(f"{node.func.id}: *args are not allowed")
+            try:
+                arguments[name] = ast.literal_eval(arg)
+            except (ValueError, SyntaxError) as exc:
+                raise CallParseError(f"{node.func.id}: argument {name!r} is not a literal: {ast.unparse(arg)!r}") from exc
     for kw in node.keywords:
         if kw.arg is None:
             raise CallParseError(f"{node.func.id}: **kwargs are not allowed")

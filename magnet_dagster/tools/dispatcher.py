@@ -8,6 +8,7 @@ Whatever the tool raises comes back as an error result the trajectory can show.
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import threading
 from dataclasses import dataclass
@@ -79,10 +80,17 @@ class Dispatcher:
             return {"error": outcome["error"]}
         return _jsonable(outcome.get("result"))
 
+    def parameter_order(self, name: str) -> list[str] | None:
+        """Parameter names of an allowed function in signature order (for positional literals)."""
+        if name not in self.functions or name.startswith("_"):
+            return None
+        params = inspect.signature(self.functions[name]).parameters.values()
+        return [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
     def execute_text(self, text: str) -> Any:
         """Parse a Python-style call string with `ast` and run it; never `eval`."""
         try:
-            call = parse_python_call(text)
+            call = parse_python_call(text, self.parameter_order)
         except CallParseError as exc:
             return {"error": str(exc)}
         return self.execute(call)

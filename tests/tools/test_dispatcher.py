@@ -47,7 +47,8 @@ def test_dispatcher_runs_an_allowed_literal_call(dispatcher):
     "increment(by=1 + 1)",
     "increment(*[1])",
     "increment(**{'by': 1})",
-    "increment(1)",
+    "increment(1, 2)",
+    "increment(x)",
     "[increment(by=1)]",
 ])
 def test_dispatcher_refuses_non_literal_or_chained_calls(dispatcher, text):
@@ -73,3 +74,9 @@ def test_parse_python_call_names_the_non_literal_argument():
         parse_python_call("increment(by=open('/etc/passwd'))")
     with pytest.raises(CallParseError, match="only plain function names"):
         parse_python_call("a.b.c(x=1)")
+
+
+def test_positional_literals_map_by_signature_only_in_the_dispatcher(dispatcher):
+    assert dispatcher.execute_text("increment(4)") == {"value": 4}
+    with pytest.raises(CallParseError, match="positional arguments are not allowed"):
+        parse_python_call("increment(4)")

@@ -1,0 +1,134 @@
+"""BFCL's own multi-turn checker, run as a library with the project's dispatcher underneath.
+
+bfcl's checker executes calls through `execute_multi_turn_func_call`, which `eval`s model
+text. Here that function is swapped, for the duration of a check, for one with the same
+signature and result format that parses each call with `ast` and runs it through the
+allow-list `Dispatcher`. Instances are cached per (model name, entry id), as bfcl does, so
+callers use a unique model name per evaluation to keep state from leaking between them.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from magnet_dagster.tools import bfcl
+from magnet_dagster.tools.calls import CallParseError, calls_mismatch, parse_python_call
+from magnet_dagster.tools.dispatcher import Dispatcher
+from magnet_dagster.tools.formats import function_from_object
+from magnet_dagster.tools.spec import FunctionSpec
+
+_instances: dict[tuple[str, str], dict[str, object]] = {}
+
+
+def _ensure_project_root() -> None:
+    """bfcl reads BFCL_PROJECT_ROOT at import; point it at a scratch folder, not site-packages."""
+    os.environ.setdefault("BFCL_PROJECT_ROOT", str(Path(tempfile.gettempdir()) / "magnet_bfcl_root"))
+
+
+def _result_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        try:
+            return json.dumps(value)
+        except (TypeError, ValueError):
+            return str(value)
+    return str(value)
+
+
+def dispatcher_execute(func_call_list: list[str], initial_config: dict, involved_classes: list,
+                       model_name: str, test_entry_id: str, long_context: bool = False,
+                       is_evaL_run: bool = False) -> tuple[list[str], dict[str, object]]:
+    """Drop-in for bfcl's `execute_multi_turn_func_call`, without `eval`."""
+    _, _, stateless = bfcl.class_files()
+    key = (model_name + ("_eval" if is_evaL_run else ""), test_entry_id)
+    instances = _instances.get(key)
+    if instances is None:
+        instances = {}
+        for name in involved_classes:
+            obj = bfcl.load_class(name)()
+            if name not in stateless:
+                obj._load_scenario(copy.deepcopy(initial_config.get(name, {})), long_context=long_context)
+            instances[name] = obj
+        _instances[key] = instances
+    allowed = {m for obj in instances.values() for m in dir(type(obj)) if not m.startswith("_")}
+    dispatcher = Dispatcher.for_instances(instances, allowed)
+    results = []
+    for text in func_call_list:
+        try:
+            call = parse_python_call(text, dispatcher.parameter_order)
+        except CallParseError as exc:
+            results.append(f"Error during execution: {exc}")
+            continue
+        output = dispatcher.execute(call)
+        if isinstance(output, dict) and set(output) == {"error"} and str(output["error"]).startswith(call.name + ":"):
+            results.append(f"Error during execution: {output['error']}")
+        else:
+            results.append(_result_text(output))
+    return results, instances
+
+
+@contextmanager
+def dispatcher_underneath() -> Iterator[Any]:
+    """bfcl's multi_turn_checker module, with our executor in place of its `eval` one."""
+    _ensure_project_root()
+    from bfcl_eval.eval_checker.multi_turn_eval import multi_turn_checker as checker
+
+    original = checker.execute_multi_turn_func_call
+    checker.execute_multi_turn_func_call = dispatcher_execute
+    try:
+        yield checker
+    finally:
+        checker.execute_multi_turn_func_call = original
+
+
+def bfcl_verdict(model_turns: list[list[list[str]]], ground_truth: list[list[str]], entry: dict[str, Any],
+                 category: str) -> dict[str, Any]:
+    """bfcl's verdict for a model's decoded calls (turn -> step -> call strings)."""
+    model_name = f"magnet_{uuid.uuid4().hex[:12]}"
+    try:
+        with dispatcher_underneath() as checker:
+            return checker.multi_turn_checker(model_turns, ground_truth, entry, category, model_name)
+    finally:
+        for key in [k for k in _instances if k[0].startswith(model_name)]:
+            del _instances[key]
+
+
+def class_specs(classes: list[str]) -> dict[str, FunctionSpec]:
+    return {s.name: s for s in bfcl.bfcl_functions(classes, function_from_object)}
+
+
+def project_verdict(model_turns: list[list[str]], ground_truth: list[list[str]],
+                    specs: dict[str, FunctionSpec]) -> tuple[bool, str | None]:
+    """The project's AST matcher over the same turns: every turn's calls must match."""
+    def order(name: str) -> list[str] | None:
+        return list(specs[name].properties) if name in specs else None
+
+    for i, (got, want) in enumerate(zip(model_turns, ground_truth)):
+        try:
+            got_calls = [parse_python_call(c, order) for c in got]
+        except CallParseError as exc:
+            return False, f"turn {i}: {exc}"
+        reason = calls_mismatch([parse_python_call(c, order) for c in want], got_calls, specs)
+        if reason:
+            return False, f"turn {i}: {reason}"
+    return True, None
+
+
+def load_category(category: str) -> list[tuple[dict[str, Any], list[list[str]]]]:
+    """(test entry, ground truth) pairs of one BFCL multi-turn category, from the installed package."""
+    data = bfcl.package_dir() / "data"
+    entries = [json.loads(x) for x in (data / f"BFCL_v4_{category}.json").read_text().splitlines() if x.strip()]
+    answers = {a["id"]: a["ground_truth"] for a in
+               (json.loads(x) for x in (data / "possible_answer" / f"BFCL_v4_{category}.json").read_text().splitlines()
+                if x.strip())}
+    return [(e, answers[e["id"]]) for e in entries if e["id"] in answers]
+
