@@ -25,7 +25,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m magnet_dagster.defs.cli add $(DEMO)
-	$(BIN)/dagster asset materialize -m magnet_dagster.definitions --select '*' --partition $(DEMO)
+	$(BIN)/dagster asset materialize -m magnet_dagster.definitions --select 'function_catalog*' --partition $(DEMO)
 	$(BIN)/python -m magnet_dagster.report $(DEMO)
 
 test: install

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from magnet_dagster.defs.bfcl import bfcl_multi_turn
 from magnet_dagster.defs.catalog import function_catalog
 from magnet_dagster.defs.evaluation import student_evaluation
 from magnet_dagster.defs.graph import function_graph
@@ -16,7 +17,7 @@ from magnet_dagster.defs.trajectories import trajectories, yield_above_floor
 
 defs = dg.Definitions(
     assets=[function_catalog, function_graph, signature_paths, queries, trajectories, training_splits,
-            student_evaluation],
+            student_evaluation, bfcl_multi_turn],
     asset_checks=[no_bfcl_contamination, no_split_leakage, exports_are_clean, yield_above_floor],
     jobs=[magnet_pipeline, evaluation_job],
     sensors=[tool_set_sensor],

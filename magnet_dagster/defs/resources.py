@@ -73,6 +73,6 @@ class LLMResource(dg.ConfigurableResource):
         return LLMClient(
             backend=make_backend(settings, url, model), store=store,
             journal_dir=config.magnet_home() / "llm_journal",
-            tool_set=context.partition_key, run_id=context.run.run_id,
+            tool_set=context.partition_key if context.has_partition_key else None, run_id=context.run.run_id,
             asset=context.asset_key.to_user_string(), concurrency=self.concurrency,
         ).open()

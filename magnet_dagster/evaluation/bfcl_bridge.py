@@ -132,3 +132,69 @@ def load_category(category: str) -> list[tuple[dict[str, Any], list[list[str]]]]
                 if x.strip())}
     return [(e, answers[e["id"]]) for e in entries if e["id"] in answers]
 
+
+# ------------------------------------------------------------------ student runs
+
+LEADERBOARD_COLUMNS = {"multi_turn_base": "Base", "multi_turn_miss_func": "Miss Func",
+                       "multi_turn_miss_param": "Miss Param", "multi_turn_long_context": "Long Context"}
+
+
+def turn_tools(entry: dict[str, Any], specs: dict[str, FunctionSpec], turn: int) -> list[dict[str, Any]]:
+    """Tools offered at `turn`: excluded ones never, missed ones only from their turn on."""
+    excluded = set(entry.get("excluded_function") or [])
+    missed = {name: int(t) for t, names in (entry.get("missed_function") or {}).items() for name in names}
+    return [s.openai_tool() for n, s in sorted(specs.items())
+            if n not in excluded and (n not in missed or turn >= missed[n])]
+
+
+async def run_student_on_entry(client: Any, entry: dict[str, Any], category: str,
+                               max_steps: int = 4) -> list[list[list[str]]]:
+    """The student's decoded calls for one BFCL entry: turn -> step -> call strings.
+
+    Each step's calls are executed through the dispatcher and their results fed back,
+    until the student answers without a call or `max_steps` is reached.
+    """
+    from magnet_dagster.llm.client import LLMRequest
+    from magnet_dagster.synthesis.distillation import tool_messages
+
+    specs = class_specs(entry["involved_classes"])
+    model_name = f"magnet_student_{uuid.uuid4().hex[:12]}"
+    history: list[dict[str, Any]] = []
+    decoded: list[list[list[str]]] = []
+    try:
+        for turn, messages in enumerate(entry["question"]):
+            history.extend(messages)
+            steps: list[list[str]] = []
+            for step in range(max_steps):
+                reply = await client.chat(LLMRequest(messages=list(history), tools=turn_tools(entry, specs, turn),
+                                                     temperature=0.0, max_tokens=256))
+                calls = reply.tool_calls() if reply.ok else []
+                if not calls:
+                    history.append({"role": "assistant", "content": reply.content})
+                    break
+                texts = [c.python() for c in calls]
+                outputs, _ = dispatcher_execute(texts, entry["initial_config"], entry["involved_classes"],
+                                                model_name, entry["id"], long_context="long_context" in category)
+                assistant, results = tool_messages(calls, outputs, f"{turn}_{step}")
+                history += [assistant, *results]
+                steps.append(texts)
+            decoded.append(steps)
+    finally:
+        for key in [k for k in _instances if k[0] == model_name]:
+            del _instances[key]
+    return decoded
+
+
+def leaderboard_table(results: dict[str, list[bool]], model: str) -> list[dict[str, Any]]:
+    """BFCL's multi-turn leaderboard layout: overall accuracy, then one column per category."""
+    row: dict[str, Any] = {"Model": model}
+    accuracies = []
+    for category, column in LEADERBOARD_COLUMNS.items():
+        verdicts = results.get(category, [])
+        acc = sum(verdicts) / len(verdicts) if verdicts else None
+        row[column] = f"{acc:.2%}" if acc is not None else "n/a"
+        if acc is not None:
+            accuracies.append(acc)
+    overall = sum(accuracies) / len(accuracies) if accuracies else None
+    return [{"Model": model, "Multi Turn Overall Acc": f"{overall:.2%}" if overall is not None else "n/a",
+             **{k: v for k, v in row.items() if k != "Model"}}]

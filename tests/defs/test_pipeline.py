@@ -14,6 +14,7 @@ import dagster as dg
 import pytest
 
 from magnet_dagster.definitions import defs
+from magnet_dagster.defs.jobs import magnet_pipeline
 from magnet_dagster.store.lineage import LineageStore
 from tests.conftest import ROOT, write_tiny_bfcl_tool_set
 
@@ -24,8 +25,7 @@ ASSETS = ["function_catalog", "function_graph", "signature_paths", "queries", "t
 
 
 def _materialize(instance: dg.DagsterInstance, key: str) -> dg.ExecuteInProcessResult:
-    job = defs.get_implicit_global_asset_job_def()
-    return job.execute_in_process(instance=instance, partition_key=key)
+    return defs.resolve_job_def(magnet_pipeline.name).execute_in_process(instance=instance, partition_key=key)
 
 
 def _accounting(store: LineageStore, key: str) -> dict[str, int]:
@@ -92,7 +92,7 @@ def test_two_partitions_materialize_at_once_on_one_magnet_home(tmp_path, magnet_
     subprocess.run([sys.executable, "-m", "magnet_dagster.defs.cli", "add", "left", "right"],
                    env=env, cwd=ROOT, check=True)
     procs = [subprocess.Popen([str(bin_dir / "dagster"), "asset", "materialize", "-m", "magnet_dagster.definitions",
-                               "--select", "*", "--partition", key], env=env, cwd=ROOT,
+                               "--select", "function_catalog*", "--partition", key], env=env, cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for key in ("left", "right")]
     outputs = [p.communicate(timeout=1500)[0] for p in procs]
