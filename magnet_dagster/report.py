@@ -8,23 +8,8 @@ from __future__ import annotations
 import sys
 
 from magnet_dagster import config
+from magnet_dagster.store.counts import stage_counts
 from magnet_dagster.store.lineage import LineageStore
-
-STAGE_SQL = """
-SELECT
-  (SELECT count(*) FROM functions WHERE tool_set = $1) AS functions,
-  (SELECT count(*) FROM rejected_functions WHERE tool_set = $1) AS rejected_functions,
-  (SELECT count(*) FROM graph_edges WHERE tool_set = $1) AS judged_pairs,
-  (SELECT count(*) FROM graph_edges WHERE tool_set = $1 AND relation <> 'none') AS graph_edges,
-  (SELECT count(*) FROM paths WHERE tool_set = $1) AS paths,
-  (SELECT count(DISTINCT path_id) FROM turns WHERE tool_set = $1) AS paths_with_queries,
-  (SELECT count(*) FROM turns WHERE tool_set = $1) AS turns,
-  (SELECT count(*) FROM trajectories WHERE tool_set = $1) AS trajectories,
-  (SELECT count(*) FROM preference_pairs WHERE tool_set = $1) AS preference_pairs,
-  (SELECT count(*) FROM splits WHERE tool_set = $1 AND split = 'train') AS train,
-  (SELECT count(*) FROM splits WHERE tool_set = $1 AND split = 'validation') AS validation,
-  (SELECT count(*) FROM splits WHERE tool_set = $1 AND split = 'test') AS test
-"""
 
 LAST_EVAL_SQL = """
 WITH latest AS (SELECT run_id FROM eval_results WHERE tool_set = $1 ORDER BY created_at DESC LIMIT 1)
@@ -44,7 +29,7 @@ def _pct(n: int, d: int) -> str:
 
 
 def summary(tool_set: str, store: LineageStore) -> str:
-    c = store.query(STAGE_SQL, [tool_set])[0]
+    c = stage_counts(store, tool_set)
     ev = store.query(LAST_EVAL_SQL, [tool_set])
     llm = store.query(LLM_SQL, [tool_set])
     lines = [

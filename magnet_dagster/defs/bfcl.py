@@ -24,7 +24,7 @@ class BfclConfig(dg.Config):
     max_steps_per_turn: int = 4
 
 
-@dg.asset(group_name="evaluation", kinds={"duckdb"}, pool="student")
+@dg.asset(group_name="bfcl", kinds={"duckdb"}, pool="student")
 def bfcl_multi_turn(context: dg.AssetExecutionContext, config: BfclConfig, lineage: LineageStoreResource,
                     student: LLMResource) -> dg.MaterializeResult:
     """BFCL multi-turn accuracy per category, in the leaderboard's layout."""

@@ -4,8 +4,9 @@ import dagster as dg
 
 
 magnet_pipeline = dg.define_asset_job(
-    "magnet_pipeline", selection=dg.AssetSelection.groups(
-        "catalog", "graph", "paths", "queries", "trajectories", "splits", "evaluation"),
+    "magnet_pipeline", selection=dg.AssetSelection.assets(
+        "function_catalog", "function_graph", "signature_paths", "queries", "trajectories", "training_splits",
+        "student_evaluation"),
     description="The whole Magnet pipeline for one tool set.",
 )
 

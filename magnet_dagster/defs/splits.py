@@ -18,35 +18,12 @@ from magnet_dagster.defs.common import md_table, options_for, tool_sets
 from magnet_dagster.defs.paths import load_specs
 from magnet_dagster.defs.resources import LineageStoreResource
 from magnet_dagster.graph.paths import Turn, operation_mix, SignaturePath
-from magnet_dagster.store.lineage import LineageStore
+from magnet_dagster.store.counts import stage_counts, stage_yields
 from magnet_dagster.synthesis.distillation import contains_hint
 from magnet_dagster.synthesis.export import (
     conversation_stats, dataset_card, preference_row, sft_row, write_jsonl, write_parquet,
 )
 from magnet_dagster.synthesis.splits import SplitSettings, assign_splits, deduplicate, leaked_paths
-
-YIELD_SQL = """
-SELECT
-  (SELECT count(*) FROM functions WHERE tool_set = $1) AS functions,
-  (SELECT count(*) FROM rejected_functions WHERE tool_set = $1) AS rejected_functions,
-  (SELECT count(*) FROM graph_edges WHERE tool_set = $1) AS judged_pairs,
-  (SELECT count(*) FROM graph_edges WHERE tool_set = $1 AND relation <> 'none') AS edges,
-  (SELECT count(*) FROM paths WHERE tool_set = $1) AS paths,
-  (SELECT count(DISTINCT path_id) FROM turns WHERE tool_set = $1) AS paths_with_queries,
-  (SELECT count(*) FROM trajectories WHERE tool_set = $1) AS trajectories,
-  (SELECT count(*) FROM preference_pairs WHERE tool_set = $1) AS preference_pairs
-"""
-
-
-def stage_yields(store: LineageStore, key: str) -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
-    c = store.query(YIELD_SQL, [key])[0]
-    return c, {
-        "catalog (functions kept)": (c["functions"] + c["rejected_functions"], c["functions"]),
-        "graph (pairs judged an edge)": (c["judged_pairs"], c["edges"]),
-        "queries (paths kept)": (c["paths"], c["paths_with_queries"]),
-        "trajectories (paths distilled)": (c["paths_with_queries"], c["trajectories"]),
-    }
-
 
 @dg.asset(partitions_def=tool_sets, group_name="splits", deps=["trajectories"], kinds={"duckdb", "parquet"})
 def training_splits(context: dg.AssetExecutionContext, lineage: LineageStoreResource) -> dg.MaterializeResult:
@@ -72,12 +49,13 @@ def training_splits(context: dg.AssetExecutionContext, lineage: LineageStoreReso
         write_parquet(out / "sft.parquet", sft)
     if pref:
         write_parquet(out / "preference.parquet", pref)
-    counts, yields = stage_yields(store, key)
+    counts = stage_counts(store, key)
+    yields = stage_yields(counts)
     paths = [SignaturePath(tuple(p["walk"]), tuple(Turn.from_dict(t) for t in p["turns"]), tuple(p["operations"]))
              for p in store.rows("paths", key)]
     per_split = {s: sum(1 for r in split_rows if r["split"] == s) for s in ("train", "validation", "test")}
     card = dataset_card(
-        key, counts | {"duplicates_removed": duplicates} | {f"split_{k}": v for k, v in per_split.items()},
+        key, counts | {"duplicates_removed": duplicates},
         yields, operation_mix(paths), conversation_stats(sft), sft[:2])
     (out / "dataset_card.md").write_text(card)
     context.log.info(f"{key}: {len(sft)} SFT rows {per_split}, {len(pref)} preference rows -> {out}")

@@ -1,0 +1,20 @@
+"""`python -m benchmarks`: every benchmark, one after the other."""
+
+import sys
+
+from benchmarks import bench_graph, llm_client
+
+BENCHMARKS = [("LLM client", llm_client.main), ("graph building", bench_graph.main)]
+
+
+def main() -> int:
+    status = 0
+    for name, run in BENCHMARKS:
+        print(f"== {name}", flush=True)
+        status |= run([])
+        print(flush=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
