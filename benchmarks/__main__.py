@@ -2,9 +2,10 @@
 
 import sys
 
-from benchmarks import bench_graph, llm_client
+from benchmarks import evaluation, graph_building, llm_client
 
-BENCHMARKS = [("LLM client", llm_client.main), ("graph building", bench_graph.main)]
+BENCHMARKS = [("LLM client", llm_client.main), ("evaluation client", evaluation.main),
+              ("graph building", graph_building.main)]
 
 
 def main() -> int:

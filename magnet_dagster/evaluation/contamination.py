@@ -81,8 +81,10 @@ def copied_queries(queries: Iterable[tuple[str, str]], data: BfclEvaluationData 
 def copied_states(states: Iterable[tuple[str, str, Any]], data: BfclEvaluationData | None = None) -> list[dict[str, str]]:
     """(id, class, state) triples whose state equals one of BFCL's initial configs for that class."""
     data = data or bfcl_evaluation_data()
+    # An empty state is the class's own default, not a scenario anyone could copy.
     return [{"id": item_id, "why": f"{cls} state equals a BFCL initial_config"}
-            for item_id, cls, state in states if _canonical(state) in data.states.get(cls, frozenset())]
+            for item_id, cls, state in states
+            if state and _canonical(state) in data.states.get(cls, frozenset())]
 
 
 def shares_functions(function_names: Iterable[str], data: BfclEvaluationData | None = None) -> bool:

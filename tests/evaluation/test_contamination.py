@@ -57,3 +57,7 @@ def test_asset_check_fails_on_a_planted_query(tmp_path):
     assert not result.passed and result.metadata["findings"].value == 1
     store.replace_partition("t", {"turns": [turn | {"query": "Open a ticket about the printer."}]})
     assert no_bfcl_contamination(dg.build_asset_check_context(), lineage=resource).passed
+
+
+def test_default_empty_states_are_not_copies():
+    assert copied_states([("p", "MathAPI", {})]) == []

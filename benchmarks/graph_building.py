@@ -91,7 +91,7 @@ def run_once(specs: list[FunctionSpec], k: int, steps: int, seed: int) -> dict[s
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench_graph", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="benchmarks.graph_building", description=__doc__.splitlines()[0])
     parser.add_argument("--functions", type=int, default=5000)
     parser.add_argument("--categories", type=int, default=50)
     parser.add_argument("--k", type=int, default=30)
