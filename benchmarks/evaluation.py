@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                 t["messages"][0] = {"role": "system", "content": f"You can call functions. (run {r})"}
             with tempfile.TemporaryDirectory() as tmp:
                 concurrent.append(asyncio.run(replay(server.base_url, Path(tmp), args.concurrency, tests)))
-                sample = tests[: max(2, args.conversations // 10)]
+                sample = [t | {"messages": [{"role": "system", "content": f"sequential (run {r})"}] + t["messages"][1:]}
+                          for t in tests[: max(2, args.conversations // 10)]]
                 sequential.append(asyncio.run(replay(server.base_url, Path(tmp), 1, sample)))
     c, s = statistics.median(concurrent), statistics.median(sequential)
     print(f"evaluation replay, {args.conversations} conversations x {args.turns} turns, latency {args.latency_ms:.0f} ms, "

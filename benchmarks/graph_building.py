@@ -20,7 +20,7 @@ from typing import Any
 
 from magnet_dagster.graph.candidates import _field_tokens, candidate_pairs
 from magnet_dagster.graph.function_graph import build_graph
-from magnet_dagster.graph.paths import initial_path, insert, merge, random_walk, split
+from magnet_dagster.graph.paths import initial_path, insert, merge, nested_index, random_walk, split
 from magnet_dagster.tools.spec import FunctionSpec
 
 NOUNS = ["order", "user", "invoice", "ticket", "file", "flight", "account", "message", "report", "device",
@@ -74,7 +74,7 @@ def run_once(specs: list[FunctionSpec], k: int, steps: int, seed: int) -> dict[s
     t_judge, edges = _timed(lambda: fake_judge(by_name, candidates))
     t_graph, graph = _timed(lambda: build_graph(by_name, edges))
     required = {s.name: s.required for s in specs}
-    nested = {(e["source"], e["target"]) for e in edges if e["relation"] == "full"}
+    nested = nested_index((e["source"], e["target"]) for e in edges if e["relation"] == "full")
 
     def walks_and_ops() -> int:
         n = 0

@@ -15,7 +15,9 @@ from magnet_dagster.defs.common import md_table, options_for, run_with_llm, tool
 from magnet_dagster.defs.resources import LineageStoreResource, LLMResource
 from magnet_dagster.graph.function_graph import build_graph
 from magnet_dagster.graph.judge import nested_request, parse_nested
-from magnet_dagster.graph.paths import initial_path, insert, merge, operation_mix, random_walk, split
+from magnet_dagster.graph.paths import (
+    initial_path, insert, merge, nested_index, operation_mix, random_walk, split,
+)
 from magnet_dagster.llm.client import LLMClient
 from magnet_dagster.store.lineage import LineageStore
 from magnet_dagster.tools.spec import FunctionSpec, stable_id
@@ -69,9 +71,10 @@ def signature_paths(context: dg.AssetExecutionContext, lineage: LineageStoreReso
     (nested, judge_ids), llm_meta = run_with_llm(context, teacher.client(store, context), judge,
                                                  options.max_llm_failure_rate)
     required = {n: s.required for n, s in specs.items()}
+    nested_targets = nested_index(nested)
     rows, paths = [], []
     for i, (walk, path) in enumerate(zip(walks, merged)):
-        path = insert(path, nested, options.insert_p, random.Random(f"{options.seed}:insert:{i}"))
+        path = insert(path, nested_targets, options.insert_p, random.Random(f"{options.seed}:insert:{i}"))
         path = split(path, options.split_p, random.Random(f"{options.seed}:split:{i}"), required)
         paths.append(path)
         edge_ids = [graph.edges[a, b]["edge_id"] for a, b in zip(walk, walk[1:])]

@@ -60,10 +60,15 @@ def candidate_pairs(specs: list[FunctionSpec], k: int = 30) -> dict[str, list[Ca
         for token, weight in _field_tokens(spec.parameters).items():
             index[token].append((spec.name, weight))
     everyone = [s.name for s in specs]
+    # Tokens most parameters share (a bare type, a generic word) say little and would make
+    # every lookup a near-scan of the catalog: like stop words, they are left out.
+    common = {tok for tok, posts in index.items() if len(posts) > max(50, len(specs) // 20)}
     result: dict[str, list[Candidate]] = {}
     for spec in specs:
         scores: Counter[str] = Counter()
         for token, weight in _field_tokens(spec.returns).items():
+            if token in common:
+                continue
             for target, target_weight in index.get(token, ()):
                 if target != spec.name:
                     scores[target] += weight * target_weight

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Iterable
 
 import networkx as nx
 
@@ -87,12 +87,21 @@ def merge(path: SignaturePath, p: float, rng: random.Random) -> SignaturePath:
     return replace(path, turns=tuple(turns), operations=tuple(ops))
 
 
-def insert(path: SignaturePath, nested_pairs: set[tuple[str, str]], p: float,
+def nested_index(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """Judged nested pairs as source -> sorted targets, so Insert looks up, never scans."""
+    index: dict[str, list[str]] = {}
+    for source, target in pairs:
+        index.setdefault(source, []).append(target)
+    return {s: sorted(set(t)) for s, t in index.items()}
+
+
+def insert(path: SignaturePath, nested: dict[str, list[str]], p: float,
            rng: random.Random) -> SignaturePath:
     """Add a nested call after a turn's last function, judged nested by the teacher.
 
     Same turn (short dependency) or as its own turn after a random later turn (long
     dependency); the inserted call must take its arguments from the earlier output.
+    `nested` maps a function to the targets the judge found nested (see `nested_index`).
     """
     used = set(path.functions)
     turns = list(path.turns)
@@ -104,7 +113,7 @@ def insert(path: SignaturePath, nested_pairs: set[tuple[str, str]], p: float,
             i += 1
             continue
         last = turn.functions[-1]
-        options = sorted(t for (s, t) in nested_pairs if s == last and t not in used)
+        options = [t for t in nested.get(last, ()) if t not in used]
         if not options:
             i += 1
             continue

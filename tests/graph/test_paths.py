@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from magnet_dagster.graph.paths import (
-    MAX_FUNCTIONS_PER_TURN, MISS_FUNC, MISS_PARAMS, initial_path, insert, merge, random_walk, split,
+    MAX_FUNCTIONS_PER_TURN, MISS_FUNC, MISS_PARAMS, initial_path, insert, merge, nested_index, random_walk, split,
 )
 
 
@@ -57,7 +57,7 @@ def test_merge_with_p_one_folds_adjacent_turns():
 def test_insert_adds_a_judged_nested_call_after_its_source(seed):
     path = initial_path(["a", "b", "c"])
     nested = {("a", "x"), ("b", "y"), ("c", "z")}
-    out = insert(path, nested, 1.0, random.Random(seed))
+    out = insert(path, nested_index(nested), 1.0, random.Random(seed))
     added = [f for f in out.functions if f in "xyz"]
     assert len(added) == len([o for o in out.operations if o.startswith("insert")]) >= 1
     order = out.functions
@@ -69,7 +69,7 @@ def test_insert_adds_a_judged_nested_call_after_its_source(seed):
 
 
 def test_insert_never_uses_pairs_the_judge_rejected():
-    out = insert(initial_path(["a", "b"]), set(), 1.0, random.Random(0))
+    out = insert(initial_path(["a", "b"]), {}, 1.0, random.Random(0))
     assert out == initial_path(["a", "b"])
 
 
