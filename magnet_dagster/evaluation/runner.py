@@ -13,12 +13,13 @@ say it cannot.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from magnet_dagster.llm.client import LLMClient, LLMRequest
-from magnet_dagster.synthesis.distillation import asks_or_refuses, tool_messages
+from magnet_dagster.synthesis.distillation import NEW_TOOLS_PREFIX, asks_or_refuses, tool_messages
 from magnet_dagster.tools.calls import ToolCall, calls_mismatch
 from magnet_dagster.tools.executors import Executor
 from magnet_dagster.tools.spec import FunctionSpec
@@ -48,6 +49,20 @@ def decision_points(messages: list[dict[str, Any]]) -> list[tuple[int, dict[str,
             if m["role"] == "user" and i + 1 < len(messages) and messages[i + 1]["role"] == "assistant"]
 
 
+def tools_at(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The conversation's tools plus those announced so far (a `miss_func` function arrives later)."""
+    offered = list(tools)
+    names = {t["function"]["name"] for t in offered}
+    for m in messages:
+        content = m.get("content") or ""
+        if m["role"] == "system" and content.startswith(NEW_TOOLS_PREFIX):
+            for tool in json.loads(content[len(NEW_TOOLS_PREFIX):]):
+                if tool["function"]["name"] not in names:
+                    offered.append(tool)
+                    names.add(tool["function"]["name"])
+    return offered
+
+
 def score_turn(reference: dict[str, Any], got_calls: list[ToolCall], content: str,
                specs: dict[str, FunctionSpec]) -> tuple[str, Any, str | None]:
     """(kind, expected, reason or None when right) for one student turn."""
@@ -73,7 +88,8 @@ async def teacher_forced(client: LLMClient, trajectory: dict[str, Any], specs: d
     messages = trajectory["messages"]
 
     async def one(turn_index: int, user_index: int, reference: dict[str, Any]) -> TurnVerdict:
-        reply = await client.chat(LLMRequest(messages=messages[: user_index + 1], tools=trajectory["tools"],
+        history = messages[: user_index + 1]
+        reply = await client.chat(LLMRequest(messages=history, tools=tools_at(history, trajectory["tools"]),
                                              temperature=0.0, max_tokens=max_tokens))
         return _verdict(trajectory, turn_index, reference, reply, specs, operations, TEACHER_FORCED)
 
@@ -107,7 +123,7 @@ async def free_running(client: LLMClient, trajectory: dict[str, Any], specs: dic
         for turn_index, (user_index, reference) in enumerate(points):
             history.extend(m for m in reference_msgs[cursor: user_index + 1] if m["role"] in ("system", "user"))
             cursor = user_index + 1
-            reply = await client.chat(LLMRequest(messages=list(history), tools=trajectory["tools"],
+            reply = await client.chat(LLMRequest(messages=list(history), tools=tools_at(history, trajectory["tools"]),
                                                  temperature=0.0, max_tokens=max_tokens))
             verdict = _verdict(trajectory, turn_index, reference, reply, specs, operations, FREE_RUNNING)
             calls = reply.tool_calls() if reply.ok else []

@@ -56,10 +56,12 @@ def tool_messages(calls: list[ToolCall], outputs: list[Any], turn: int) -> tuple
     return assistant, results
 
 
+NEW_TOOLS_PREFIX = "New functions are now available: "
+
+
 def new_tools_message(specs: list[FunctionSpec]) -> dict[str, Any]:
     """BFCL's miss_func convention: a withheld function arrives in a system message later."""
-    return {"role": "system", "content": "New functions are now available: "
-            + json.dumps([s.openai_tool() for s in specs])}
+    return {"role": "system", "content": NEW_TOOLS_PREFIX + json.dumps([s.openai_tool() for s in specs])}
 
 
 @dataclass

@@ -84,3 +84,17 @@ def test_free_running_executes_student_calls_and_compares_state(tmp_path):
     second_request = right.requests[1].messages
     assert second_request[2]["tool_calls"][0]["function"]["name"] == "create_ticket"
     assert json.loads(second_request[3]["content"])["title"] == "VPN down", "the student's own output was fed back"
+
+
+def test_a_withheld_function_is_offered_once_announced():
+    from magnet_dagster.evaluation.runner import tools_at
+    from magnet_dagster.synthesis.distillation import new_tools_message
+    from magnet_dagster.tools.spec import FunctionSpec
+
+    late = FunctionSpec("close_ticket", "Close.", {"type": "object", "properties": {}})
+    base = [{"type": "function", "function": {"name": "get_ticket", "parameters": {"type": "object"}}}]
+    before = [{"role": "user", "content": "close it"}]
+    after = before + [{"role": "assistant", "content": "I can't."}, new_tools_message([late]),
+                      {"role": "user", "content": "now?"}]
+    assert [t["function"]["name"] for t in tools_at(before, base)] == ["get_ticket"]
+    assert [t["function"]["name"] for t in tools_at(after, base)] == ["get_ticket", "close_ticket"]
