@@ -13,7 +13,7 @@ from magnet_dagster.store.lineage import LineageStore
 from magnet_dagster.defs.partitions import tool_sets
 from magnet_dagster.synthesis.options import SynthesisOptions
 
-__all__ = ["tool_sets", "md_table", "counts_table", "options_for", "run_with_llm", "Progress"]
+__all__ = ["tool_sets", "md_table", "counts_table", "options_for", "executor_for", "run_with_llm", "Progress"]
 
 T = TypeVar("T")
 
@@ -36,11 +36,20 @@ def counts_table(counter: Counter[str] | dict[str, int], key: str = "reason") ->
     return md_table([{key: k, "count": v} for k, v in sorted(counter.items(), key=lambda kv: -kv[1])], limit=30)
 
 
-def options_for(store: LineageStore, tool_set: str) -> SynthesisOptions:
-    rows = store.query("SELECT options FROM tool_sets WHERE tool_set = ?", [tool_set])
+def _catalog_row(store: LineageStore, tool_set: str) -> dict[str, Any]:
+    rows = store.query("SELECT options, executor FROM tool_sets WHERE tool_set = ?", [tool_set])
     if not rows:
         raise dg.Failure(f"tool set {tool_set!r} has no catalog yet: materialize function_catalog first")
-    return SynthesisOptions.from_mapping(rows[0]["options"])
+    return rows[0]
+
+
+def options_for(store: LineageStore, tool_set: str) -> SynthesisOptions:
+    return SynthesisOptions.from_mapping(_catalog_row(store, tool_set)["options"])
+
+
+def executor_for(store: LineageStore, tool_set: str) -> dict[str, Any]:
+    """How the tool set's functions run (`{"kind": "bfcl", ...}` / simulated), as the catalog found it."""
+    return _catalog_row(store, tool_set)["executor"]
 
 
 def run_with_llm(context: dg.AssetExecutionContext, client: LLMClient,

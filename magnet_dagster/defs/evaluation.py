@@ -11,7 +11,7 @@ import asyncio
 
 import dagster as dg
 
-from magnet_dagster.defs.common import md_table, run_with_llm, tool_sets
+from magnet_dagster.defs.common import executor_for, md_table, run_with_llm, tool_sets
 from magnet_dagster.defs.paths import load_specs
 from magnet_dagster.defs.resources import LineageStoreResource, LLMResource
 from magnet_dagster.evaluation.runner import free_running, summarise, teacher_forced, verdict_row
@@ -43,7 +43,7 @@ def student_evaluation(context: dg.AssetExecutionContext, lineage: LineageStoreR
     store = lineage.get()
     specs = load_specs(store, key)
     tests = store.query(TEST_SPLIT_SQL, [key])
-    executor = store.query("SELECT executor FROM tool_sets WHERE tool_set = ?", [key])[0]["executor"]
+    executor = executor_for(store, key)
     factory = ExecutorFactory(executor, specs)
     client = student.client(store, context)
 

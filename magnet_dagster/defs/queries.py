@@ -12,7 +12,9 @@ from collections import Counter
 
 import dagster as dg
 
-from magnet_dagster.defs.common import Progress, counts_table, md_table, options_for, run_with_llm, tool_sets
+from magnet_dagster.defs.common import (
+    Progress, counts_table, executor_for, md_table, options_for, run_with_llm, tool_sets,
+)
 from magnet_dagster.defs.paths import load_specs
 from magnet_dagster.defs.resources import LineageStoreResource, LLMResource
 from magnet_dagster.graph.paths import SignaturePath, Turn
@@ -33,7 +35,7 @@ def queries(context: dg.AssetExecutionContext, lineage: LineageStoreResource,
     store = lineage.get()
     options = options_for(store, key)
     specs = load_specs(store, key)
-    executor_spec = store.query("SELECT executor FROM tool_sets WHERE tool_set = ?", [key])[0]["executor"]
+    executor_spec = executor_for(store, key)
     path_rows = store.rows("paths", key, "path_id")
     progress = Progress(context, len(path_rows), "paths translated")
 
