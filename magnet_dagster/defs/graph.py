@@ -1,7 +1,8 @@
 """Stage 2, `function_graph`: candidate pairs, judged by the teacher, as a directed graph.
 
 Writes `graph_edges` (every verdict, `none` included, with reason, candidate score and
-the judging LLM call). One teacher call per function judges all its candidates.
+the judging LLM call). One teacher call per function judges all its candidates; the calls
+are independent, so in batch mode (`MAGNET_TEACHER_BATCH`) one batch job answers them first.
 """
 
 
@@ -30,13 +31,17 @@ def function_graph(context: dg.AssetExecutionContext, lineage: LineageStoreResou
     specs = {r["name"]: FunctionSpec.from_row(r) for r in store.rows("functions", key, "name")}
     candidates = candidate_pairs(list(specs.values()), k=options.candidates_per_function)
     progress = Progress(context, len(candidates), "functions judged")
+    requests = {s: edge_request(specs[s], [specs[c.target] for c in cs]) for s, cs in candidates.items() if cs}
+    batch_meta: dict[str, int] = {}
 
     async def judge(client: LLMClient) -> list[dict]:
+        batch_meta.update(await teacher.prefetch(client, list(requests.values())))
+
         async def one(source: str) -> list[dict]:
             targets = [c.target for c in candidates[source]]
             if not targets:
                 return []
-            reply = await client.chat(edge_request(specs[source], [specs[t] for t in targets]))
+            reply = await client.chat(requests[source])
             progress.tick()
             scores = {c.target: c.score for c in candidates[source]}
             return [{
@@ -66,4 +71,5 @@ def function_graph(context: dg.AssetExecutionContext, lineage: LineageStoreResou
         "preview": dg.MetadataValue.md(md_table([{k: e[k] for k in ("source", "target", "relation", "reason")}
                                                  for e in edges])),
         **llm_meta,
+        **batch_meta,
     })

@@ -2,19 +2,22 @@
 
 Both LLMs default to the embedded llama.cpp server, started on 127.0.0.1 when a run first
 needs it and stopped when the run ends; `MAGNET_TEACHER` / `MAGNET_STUDENT` switch them to
-Gemini on Vertex AI, vLLM or any OpenAI-compatible server with environment variables only.
+Gemini on Vertex AI, vLLM or any OpenAI-compatible server with environment variables only;
+`MAGNET_TEACHER_BATCH=vertex` sends bulk steps' requests to Vertex batch prediction first.
 """
 
 
-from typing import Any
+import uuid
+from typing import Any, Sequence
 
 import dagster as dg
 from pydantic import PrivateAttr
 
 from magnet_dagster import config
 from magnet_dagster.llm import local_server
-from magnet_dagster.llm.backends import BackendSettings, make_backend
-from magnet_dagster.llm.client import LLMClient
+from magnet_dagster.llm.backends import BackendSettings, make_backend, make_batch_runner
+from magnet_dagster.llm.batch_mode import prefetch_with_batch
+from magnet_dagster.llm.client import LLMClient, LLMRequest
 from magnet_dagster.llm.vllm_server import start_vllm
 from magnet_dagster.store.lineage import LineageStore
 
@@ -76,3 +79,15 @@ class LLMResource(dg.ConfigurableResource):
             tool_set=context.partition_key if context.has_partition_key else None, run_id=context.run.run_id,
             asset=context.asset_key.to_user_string(), concurrency=self.concurrency,
         ).open()
+
+    async def prefetch(self, client: LLMClient, requests: Sequence[LLMRequest]) -> dict[str, int]:
+        """In batch mode, answer a bulk step's independent requests by one batch job into the cache.
+
+        Returns the counts as asset metadata; `{}` (and no work) when the role stays online.
+        """
+        runner = make_batch_runner(self.settings())
+        if runner is None:
+            return {}
+        workdir = config.magnet_home() / "batch" / f"{client.run_id or 'run'}-{uuid.uuid4().hex[:8]}"
+        outcome = await prefetch_with_batch(client, requests, runner, workdir)
+        return outcome.as_metadata()

@@ -2,7 +2,8 @@
 
 Settings come from the environment names DESIGN.md fixes (`MAGNET_TEACHER`,
 `MAGNET_TEACHER_BASE_URL`, `MAGNET_TEACHER_MODEL`, `MAGNET_STUDENT`, ...); API keys are
-read from the environment and never stored.
+read from the environment and never stored. `MAGNET_TEACHER_BATCH=vertex` opts the
+Gemini teacher's bulk steps into Vertex batch prediction (`batch_mode`).
 """
 
 from __future__ import annotations
@@ -10,10 +11,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from magnet_dagster.llm.batch_mode import BatchRunner
 from magnet_dagster.llm.client import Backend
 from magnet_dagster.llm.openai_backend import OpenAICompatibleBackend
+from magnet_dagster.llm.vertex_batch import VertexBatchRunner
 
 KINDS = {"teacher": ("local", "openai", "gemini"), "student": ("local", "openai", "vllm")}
+#: Batch modes per role, and the backend kind each needs.
+BATCH_MODES = {"teacher": {"vertex": "gemini"}, "student": {}}
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,7 @@ class BackendSettings:
     base_url: str | None
     model: str | None
     api_key_env: str = "OPENAI_API_KEY"
+    batch: str | None = None
 
     @classmethod
     def from_env(cls, role: str) -> "BackendSettings":
@@ -35,7 +41,29 @@ class BackendSettings:
             kind=kind,
             base_url=os.environ.get(f"{prefix}_BASE_URL"),
             model=os.environ.get(f"{prefix}_MODEL"),
+            batch=batch_mode_from_env(role, kind),
         )
+
+
+def batch_mode_from_env(role: str, kind: str) -> str | None:
+    """`MAGNET_<ROLE>_BATCH`, off unless set; a mode the backend cannot serve is an error, not a silent no."""
+    name = f"MAGNET_{role.upper()}_BATCH"
+    mode = os.environ.get(name, "").strip().lower()
+    if mode in ("", "off"):
+        return None
+    modes = BATCH_MODES[role]
+    if mode not in modes:
+        raise ValueError(f"{name}={mode!r}: choose one of {('off', *modes)}")
+    if kind != modes[mode]:
+        raise ValueError(f"{name}={mode} needs MAGNET_{role.upper()}={modes[mode]}, not {kind!r}")
+    return mode
+
+
+def make_batch_runner(settings: BackendSettings) -> BatchRunner | None:
+    """The runner for the settings' batch mode, or None when bulk steps stay online."""
+    if settings.batch == "vertex":
+        return VertexBatchRunner.from_env()
+    return None
 
 
 def make_backend(settings: BackendSettings, server_url: str | None = None,

@@ -162,6 +162,15 @@ class LLMClient:
         await self.backend.aclose()
         self.close()
 
+    def cached(self, key: str) -> bool:
+        return key in self._cache
+
+    def remember(self, answers: dict[str, RawReply]) -> None:
+        """Answers that reached `llm_cache` after this client opened (a batch job's), served as hits."""
+        for key, raw in answers.items():
+            self._cache[key] = {"message": raw.message, "input_tokens": raw.input_tokens,
+                                "output_tokens": raw.output_tokens}
+
     def close(self) -> None:
         if self._journal is not None:
             self._journal.close_into(self.store)

@@ -4,7 +4,8 @@
 Cloud Storage, `submit_batch_job` starts the job; `read_batch_results` turns the job's
 output into replies keyed by the same cache key `LLMClient` computes, and `cache_rows`
 shapes them for `llm_cache`, so the step's next online run finds every answer cached and
-only pays for what the batch could not answer.
+only pays for what the batch could not answer. `VertexBatchRunner` does the upload, the
+polling and the download; `batch_mode.prefetch_with_batch` runs it for a step.
 
 Vertex echoes each line's `request` in its output but promises nothing about other fields,
 so the cache key travels in the request's `labels`, split in two because a label value
@@ -14,6 +15,10 @@ holds at most 63 characters.
 from __future__ import annotations
 
 import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -134,3 +139,88 @@ def submit_batch_job(input_uri: str, output_uri_prefix: str, model: str, project
     finally:
         client.close()
     return job.name
+
+
+#: Job states after which Vertex changes nothing more; only the first two leave output to read.
+USABLE_STATES = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_PARTIALLY_SUCCEEDED"})
+TERMINAL_STATES = USABLE_STATES | {"JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
+
+
+def split_gs_uri(uri: str) -> tuple[str, str]:
+    """`gs://bucket/some/prefix` (or a bare bucket name) -> (`bucket`, `some/prefix`)."""
+    bucket, _, prefix = uri.removeprefix("gs://").strip("/").partition("/")
+    if not bucket:
+        raise ValueError(f"{uri!r} names no Cloud Storage bucket")
+    return bucket, prefix
+
+
+def _state(job: Any) -> str:
+    return str(getattr(job.state, "value", job.state))
+
+
+@dataclass
+class VertexBatchRunner:
+    """`BatchRunner` on Vertex AI: each job gets its own folder under `bucket`, so no output is stale.
+
+    Google libraries are imported on first use, so the default (online) mode never needs them.
+    """
+
+    bucket: str
+    project: str | None = None
+    location: str | None = None
+    credentials: Any = None
+    poll_s: float = 30.0
+    timeout_s: float = 24 * 3600.0
+
+    @classmethod
+    def from_env(cls) -> "VertexBatchRunner":
+        bucket = os.environ.get("MAGNET_VERTEX_BATCH_BUCKET")
+        if not bucket:
+            raise ValueError("MAGNET_TEACHER_BATCH=vertex needs MAGNET_VERTEX_BATCH_BUCKET (gs://bucket[/prefix])")
+        return cls(bucket=bucket, project=os.environ.get("GOOGLE_CLOUD_PROJECT"),
+                   location=os.environ.get("GOOGLE_CLOUD_LOCATION", "us-central1"))
+
+    def run(self, requests_file: Path, model: str, output_dir: Path) -> Path:
+        from google.cloud import storage
+
+        bucket_name, root = split_gs_uri(self.bucket)
+        folder = "/".join(p for p in (root, "magnet-batch", uuid.uuid4().hex[:16]) if p)
+        gcs = storage.Client(project=self.project, credentials=self.credentials)
+        gcs.bucket(bucket_name).blob(f"{folder}/requests.jsonl").upload_from_filename(str(requests_file))
+        name = submit_batch_job(f"gs://{bucket_name}/{folder}/requests.jsonl", f"gs://{bucket_name}/{folder}/output",
+                                model, self.project, self.location, display_name=f"magnet-{folder.rsplit('/', 1)[-1]}",
+                                credentials=self.credentials)
+        self.wait(name)
+        return self.download(gcs, bucket_name, f"{folder}/output/", output_dir)
+
+    def wait(self, name: str) -> None:
+        """Poll until the job ends; a job past `timeout_s` is cancelled, so it is not paid for after we gave up."""
+        from google import genai
+
+        client = genai.Client(vertexai=True, project=self.project, location=self.location,
+                              credentials=self.credentials)
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            job = client.batches.get(name=name)
+            while _state(job) not in TERMINAL_STATES:
+                if time.monotonic() > deadline:
+                    client.batches.cancel(name=name)
+                    raise TimeoutError(f"Vertex batch job {name} still {_state(job)} after {self.timeout_s:.0f}s; "
+                                       "cancelled")
+                time.sleep(self.poll_s)
+                job = client.batches.get(name=name)
+        finally:
+            client.close()
+        if _state(job) not in USABLE_STATES:
+            raise RuntimeError(f"Vertex batch job {name} ended {_state(job)}: {job.error}")
+
+    @staticmethod
+    def download(gcs: Any, bucket_name: str, prefix: str, output_dir: Path) -> Path:
+        """Copy every output JSONL under `prefix`, keeping the job's sub-folders."""
+        for blob in gcs.list_blobs(bucket_name, prefix=prefix):
+            if blob.name.endswith(".jsonl"):
+                local = output_dir / blob.name.removeprefix(prefix)
+                local.parent.mkdir(parents=True, exist_ok=True)
+                blob.download_to_filename(str(local))
+        output_dir.mkdir(parents=True, exist_ok=True)
+        return output_dir
