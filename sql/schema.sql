@@ -163,3 +163,5 @@ ALTER TABLE eval_results ADD COLUMN IF NOT EXISTS mode VARCHAR;          -- teac
 ALTER TABLE eval_results ADD COLUMN IF NOT EXISTS operations VARCHAR[];   -- the path's node operations
 ALTER TABLE eval_results ADD COLUMN IF NOT EXISTS categories VARCHAR[];   -- categories of the expected calls
 ALTER TABLE eval_results ADD COLUMN IF NOT EXISTS state_match BOOLEAN;    -- free-running, executable tools
+ALTER TABLE functions ADD COLUMN IF NOT EXISTS origin JSON;            -- names in the source format (ToolBench)
+ALTER TABLE paths ADD COLUMN IF NOT EXISTS shape VARCHAR DEFAULT 'multi_turn'; -- multi_turn / single / parallel / multiple / irrelevance

@@ -118,14 +118,6 @@ def dispatcher(classes: list[str], allowed: set[str], seed: int, time_limit_s: f
     return Dispatcher.for_instances(instances, allowed, time_limit_s), states
 
 
-def instance_state(instances: dict[str, object]) -> dict[str, Any]:
-    """Public attributes of each instance, for state comparison after a turn."""
-    return {
-        name: {k: v for k, v in vars(obj).items() if not k.startswith("_")}
-        for name, obj in instances.items()
-    }
-
-
 def func_docs(class_name: str) -> list[tuple[int, dict[str, Any]]]:
     path = func_doc_path(class_name)
     out = []

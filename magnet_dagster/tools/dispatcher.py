@@ -11,6 +11,7 @@ import copy
 import inspect
 import json
 import threading
+import types
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -30,14 +31,17 @@ class Dispatcher:
 
     @classmethod
     def for_instances(cls, instances: dict[str, object], allowed: set[str], time_limit_s: float = 5.0) -> "Dispatcher":
-        """Register `allowed` public methods found on `instances` (class name -> object)."""
+        """Register `allowed` public callables of `instances` (class instances or modules)."""
         functions: dict[str, Callable[..., Any]] = {}
         for obj in instances.values():
-            for name in allowed:
-                if name.startswith("_"):
+            for name in sorted(allowed):
+                if name.startswith("_") or name in functions:
                     continue
-                method = getattr(type(obj), name, None)
-                if callable(method) and name not in functions:
+                if isinstance(obj, types.ModuleType):
+                    fn = getattr(obj, name, None)
+                    if inspect.isfunction(fn) and fn.__module__ == obj.__name__:
+                        functions[name] = fn
+                elif callable(getattr(type(obj), name, None)):
                     functions[name] = getattr(obj, name)
         return cls(functions=functions, time_limit_s=time_limit_s)
 

@@ -1,7 +1,7 @@
 """Making every function callable during synthesis: executed, or simulated by the teacher.
 
 An executor serves one conversation (fresh instances, generated starting state). BFCL
-classes run through the allow-list dispatcher; functions without an implementation are
+classes and Python tools run through the allow-list dispatcher; functions without an implementation are
 simulated: the teacher writes a result that must validate against the function's
 `returns` schema, cached per (function, canonical arguments) within the tool set.
 """
@@ -9,13 +9,14 @@ simulated: the teacher writes a result that must validate against the function's
 from __future__ import annotations
 
 import json
+import types
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import jsonschema
 
 from magnet_dagster.llm.client import LLMClient, LLMRequest
-from magnet_dagster.tools import bfcl
+from magnet_dagster.tools import bfcl, python_tools
 from magnet_dagster.tools.calls import ToolCall
 from magnet_dagster.tools.dispatcher import Dispatcher
 from magnet_dagster.tools.spec import FunctionSpec
@@ -53,10 +54,20 @@ class DispatchExecutor:
         return Execution(self.dispatcher.execute(call))
 
     def state(self) -> dict[str, Any] | None:
-        return json.loads(json.dumps(bfcl.instance_state(self.instances), default=_to_json))
+        return json.loads(json.dumps(instance_state(self.instances), default=_to_json))
 
     def close(self) -> None:
         self.dispatcher.close()
+
+
+DATA = (dict, list, tuple, set, str, int, float, bool, type(None))
+
+
+def instance_state(instances: dict[str, object]) -> dict[str, Any]:
+    """Public data of each instance (its attributes) or module (its plain-data globals)."""
+    return {name: {k: v for k, v in vars(obj).items() if not k.startswith("_") and (
+        isinstance(v, DATA) if isinstance(obj, types.ModuleType) else not callable(v))}
+        for name, obj in instances.items()}
 
 
 def _to_json(value: Any) -> Any:
@@ -130,14 +141,46 @@ class ExecutorFactory:
 
     @property
     def executable(self) -> bool:
-        """Whether calls really run (so free-running evaluation and state checks make sense)."""
-        return self.executor.get("kind") != "simulated"
+        """Whether every call really runs (so free-running evaluation and state checks make sense)."""
+        return self.executor.get("kind") in ("bfcl", "python")
 
     def new(self, seed: int) -> Executor:
-        if self.executor.get("kind") == "bfcl":
-            instances, _ = bfcl.new_instances(self.executor["classes"], seed)
-            disp = Dispatcher.for_instances(instances, set(self.specs), self.time_limit_s)
-            return DispatchExecutor(disp, instances)
+        """One conversation's executor: fresh instances in-process, the rest simulated."""
+        instances: dict[str, object] = {}
+        if self.executor.get("classes"):
+            instances |= bfcl.new_instances(self.executor["classes"], seed)[0]
+        if self.executor.get("python"):
+            instances |= python_tools.new_instances(self.executor["python"], seed)
+        kind = self.executor.get("kind")
+        simulated = ({n for n, s in self.specs.items() if not s.executable} if kind == "mixed"
+                     else set(self.specs) if kind == "simulated" else set())
+        dispatch = None
+        if instances:
+            disp = Dispatcher.for_instances(instances, set(self.specs) - simulated, self.time_limit_s)
+            dispatch = DispatchExecutor(disp, instances)
+        if not simulated and dispatch is not None:
+            return dispatch
         if self.client is None:
             raise ValueError("simulated tools need a teacher client")
-        return SimulatedExecutor(self.specs, self.client, self._simulated_cache)
+        simulator = SimulatedExecutor(self.specs, self.client, self._simulated_cache)
+        return simulator if dispatch is None else RoutingExecutor(dispatch, simulator, simulated)
+
+
+@dataclass
+class RoutingExecutor:
+    """A tool set with both kinds: implemented functions run, the others are simulated."""
+
+    dispatch: DispatchExecutor
+    simulator: SimulatedExecutor
+    simulated: set[str]
+
+    async def execute(self, call: ToolCall) -> Execution:
+        if call.name in self.simulated:
+            return await self.simulator.execute(call)
+        return await self.dispatch.execute(call)
+
+    def state(self) -> dict[str, Any] | None:
+        return self.dispatch.state()
+
+    def close(self) -> None:
+        self.dispatch.close()

@@ -1,9 +1,11 @@
 """Reading a tool set (a file or a folder of files) into FunctionSpecs.
 
 The format is detected from the content: OpenAI `tools` lists and bare function objects,
-BFCL/Gorilla function docs (JSON or JSONL, Gorilla types), MCP `tools/list` results, and a
-`toolset.yaml` that bundles BFCL's executable classes. A file that cannot be read raises
-`ToolSetError` naming the file and position; single bad functions are left to validation.
+BFCL/Gorilla function docs (JSON or JSONL, Gorilla types), ToolBench / StableToolBench
+`api_list`s, MCP `tools/list` results, Python files, and a `toolset.yaml` that names BFCL's
+executable classes or Python modules/classes and sets options. A file that cannot be read
+raises `ToolSetError` naming the file and position; single bad functions are left to
+validation.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from typing import Any
 
 import yaml
 
-from magnet_dagster.tools import bfcl
+from magnet_dagster.tools import bfcl, toolbench
+from magnet_dagster.tools.python_tools import PythonTarget, python_functions
 from magnet_dagster.tools.spec import FunctionSpec, ToolSetError, check_tool_set_name
 
 MANIFEST = "toolset.yaml"
-TOOL_FILE_SUFFIXES = {".json", ".jsonl"}
+TOOL_FILE_SUFFIXES = {".json", ".jsonl", ".py"}
 
 GORILLA_TYPES = {"dict": "object", "float": "number", "tuple": "array", "list": "array",
                  "int": "integer", "str": "string", "bool": "boolean"}
@@ -41,11 +44,17 @@ class ToolSetSource:
 def content_hash(path: Path) -> str:
     """Hash of a tool set's bytes (every file of a folder, with relative names)."""
     digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not _ignored(p.relative_to(path))) \
+        if path.is_dir() else [path]
     for f in files:
         digest.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
         digest.update(f.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def _ignored(relative: Path) -> bool:
+    """Caches and hidden files are not part of a tool set."""
+    return any(part.startswith(".") or part == "__pycache__" for part in relative.parts)
 
 
 def tool_set_name(path: Path) -> str:
@@ -93,6 +102,8 @@ def function_from_object(obj: dict[str, Any], source: str, tool: str | None = No
 
 
 def _functions_from_value(value: Any, source: str) -> list[FunctionSpec]:
+    if toolbench.is_toolbench(value):
+        return toolbench.toolbench_functions(value, source, category=Path(source.split(":")[0]).stem)
     if isinstance(value, dict) and isinstance(value.get("tools"), list):  # MCP tools/list result
         return [function_from_object(t, f"{source}#tools[{i}]", category=Path(source).stem)
                 for i, t in enumerate(value["tools"])]
@@ -112,6 +123,8 @@ def _functions_from_value(value: Any, source: str) -> list[FunctionSpec]:
 
 
 def read_tool_file(path: Path) -> list[FunctionSpec]:
+    if path.suffix == ".py":
+        return python_functions(PythonTarget(module=path.stem, file=str(path.resolve())))
     text = path.read_text(encoding="utf-8")
     if not text.strip():
         raise ToolSetError(f"{path}: file is empty")
@@ -134,38 +147,78 @@ def read_tool_file(path: Path) -> list[FunctionSpec]:
 
 
 def read_tool_set(path: Path) -> ToolSetSource:
-    """Read a tool set (file or folder); raises ToolSetError for an unreadable file."""
+    """Read a tool set (file or folder); raises ToolSetError for an unreadable file.
+
+    `.py` files beside the others are read as modules of tools unless `toolset.yaml` lists
+    `python:` targets, which then say exactly which modules and classes hold the tools.
+    """
     name = tool_set_name(path)
     if not path.exists():
         raise ToolSetError(f"{path}: no such tool set")
     source = ToolSetSource(name=name, path=path, functions=[], content_hash=content_hash(path))
-    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    files = sorted(p for p in path.iterdir() if p.is_file() and not _ignored(Path(p.name))) \
+        if path.is_dir() else [path]
     manifest = next((f for f in files if f.name == MANIFEST), None)
-    if manifest is not None:
-        try:
-            config = yaml.safe_load(manifest.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ToolSetError(f"{manifest}: invalid YAML: {exc}") from exc
-        if not isinstance(config, dict):
-            raise ToolSetError(f"{manifest}: expected a mapping at the top level")
-        source.options = dict(config.get("options") or {})
-        classes = config.get("bfcl_classes") or []
-        if classes:
-            functions = bfcl.bfcl_functions(list(classes), function_from_object)
-            only = config.get("bfcl_functions")
-            if only:
-                unknown = sorted(set(only) - {f.name for f in functions})
-                if unknown:
-                    raise ToolSetError(f"{manifest}: bfcl_functions names unknown functions {unknown}")
-                functions = [f for f in functions if f.name in set(only)]
-            source.functions.extend(functions)
-            source.executor = {"kind": "bfcl", "classes": list(classes)}
-    tool_files = [f for f in files if f.suffix in TOOL_FILE_SUFFIXES]
+    config = _read_manifest(manifest) if manifest is not None else {}
+    source.options = dict(config.get("options") or {})
+    classes = list(config.get("bfcl_classes") or [])
+    if classes:
+        functions = bfcl.bfcl_functions(classes, function_from_object)
+        only = config.get("bfcl_functions")
+        if only:
+            unknown = sorted(set(only) - {f.name for f in functions})
+            if unknown:
+                raise ToolSetError(f"{manifest}: bfcl_functions names unknown functions {unknown}")
+            functions = [f for f in functions if f.name in set(only)]
+        source.functions.extend(functions)
+    targets = [PythonTarget.parse(entry, path if path.is_dir() else path.parent, str(manifest))
+               for entry in _as_list(config.get("python"), manifest)]
+    tool_files = [f for f in files if f.suffix in TOOL_FILE_SUFFIXES and not (targets and f.suffix == ".py")]
+    targets += [PythonTarget(module=f.stem, file=str(f.resolve())) for f in tool_files if f.suffix == ".py"]
+    for target in targets:
+        source.functions.extend(python_functions(target))
     if not tool_files and not source.functions:
         raise ToolSetError(f"{path}: no tool files ({', '.join(sorted(TOOL_FILE_SUFFIXES))}) or {MANIFEST}")
     for f in tool_files:
-        source.functions.extend(read_tool_file(f))
+        if f.suffix != ".py":
+            source.functions.extend(read_tool_file(f))
+    source.executor = executor_description(classes, targets, simulated=any(not f.executable for f in source.functions))
     return source
+
+
+def _read_manifest(manifest: Path) -> dict[str, Any]:
+    try:
+        config = yaml.safe_load(manifest.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ToolSetError(f"{manifest}: invalid YAML: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ToolSetError(f"{manifest}: expected a mapping at the top level")
+    known = {"bfcl_classes", "bfcl_functions", "python", "options"}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ToolSetError(f"{manifest}: unknown key(s) {unknown}; known: {sorted(known)}")
+    return config
+
+
+def _as_list(value: Any, manifest: Path | None) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (str, dict)):
+        return [value]
+    if isinstance(value, list):
+        return value
+    raise ToolSetError(f"{manifest}: `python` must be a target or a list of targets")
+
+
+def executor_description(classes: list[str], targets: list[PythonTarget], simulated: bool) -> dict[str, Any]:
+    """How a tool set's functions run: `bfcl` / `python` classes in-process, the rest simulated."""
+    kinds = [k for k, present in (("bfcl", classes), ("python", targets), ("simulated", simulated)) if present]
+    executor: dict[str, Any] = {"kind": kinds[0] if len(kinds) == 1 else ("mixed" if kinds else "simulated")}
+    if classes:
+        executor["classes"] = classes
+    if targets:
+        executor["python"] = [t.as_dict() for t in targets]
+    return executor
 
 
 def scan_tool_sets(directory: Path) -> tuple[dict[str, str], dict[str, str]]:
@@ -175,7 +228,7 @@ def scan_tool_sets(directory: Path) -> tuple[dict[str, str], dict[str, str]]:
     if not directory.is_dir():
         return found, skipped
     for entry in sorted(directory.iterdir()):
-        if entry.name.startswith("."):
+        if _ignored(Path(entry.name)):
             continue
         try:
             name = tool_set_name(entry)

@@ -40,6 +40,8 @@ class FunctionSpec:
     tool: str | None = None
     source_file: str | None = None
     executable: bool = False
+    #: `origin`: the names the source format used (kept in lineage); `problems`: (rule, reason)
+    #: pairs a reader found that make the function unusable (validation rejects it with them)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -77,6 +79,7 @@ class FunctionSpec:
             "tool": self.tool,
             "source_file": self.source_file,
             "executable": self.executable,
+            "origin": self.extra.get("origin"),
         }
 
     @classmethod
@@ -90,6 +93,7 @@ class FunctionSpec:
             tool=row.get("tool"),
             source_file=row.get("source_file"),
             executable=bool(row.get("executable")),
+            extra={"origin": row["origin"]} if row.get("origin") else {},
         )
 
     def as_dict(self) -> dict[str, Any]:

@@ -43,7 +43,7 @@ def _has_ref(schema: Any) -> bool:
 
 def function_problems(spec: FunctionSpec) -> list[tuple[str, str]]:
     """(rule, reason) for every rule the function breaks; empty when it is usable."""
-    problems: list[tuple[str, str]] = []
+    problems: list[tuple[str, str]] = list(spec.extra.get("problems", []))
     if not FUNCTION_NAME.match(spec.name or ""):
         problems.append(("name", f"name {spec.name!r} must match {FUNCTION_NAME.pattern}"))
     params = spec.parameters
