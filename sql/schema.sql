@@ -165,3 +165,4 @@ ALTER TABLE eval_results ADD COLUMN IF NOT EXISTS categories VARCHAR[];   -- cat
 ALTER TABLE eval_results ADD COLUMN IF NOT EXISTS state_match BOOLEAN;    -- free-running, executable tools
 ALTER TABLE functions ADD COLUMN IF NOT EXISTS origin JSON;            -- names in the source format (ToolBench)
 ALTER TABLE paths ADD COLUMN IF NOT EXISTS shape VARCHAR DEFAULT 'multi_turn'; -- multi_turn / single / parallel / multiple / irrelevance
+ALTER TABLE turns ADD COLUMN IF NOT EXISTS simulated BOOLEAN;             -- some output was written by the teacher, not run

@@ -19,7 +19,7 @@ from magnet_dagster.llm.client import LLMClient
 from magnet_dagster.tools.executors import ExecutorFactory, conversation_seed
 
 TEST_SPLIT_SQL = """
-SELECT t.*, p.operations FROM trajectories t
+SELECT t.*, list_append(p.operations, coalesce(p.shape, 'multi_turn')) AS operations FROM trajectories t
 JOIN splits s ON s.tool_set = t.tool_set AND s.trajectory_id = t.trajectory_id
 JOIN paths p ON p.tool_set = t.tool_set AND p.path_id = t.path_id
 WHERE t.tool_set = ? AND s.split = 'test'

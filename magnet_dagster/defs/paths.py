@@ -1,7 +1,9 @@
 """Stage 3, `signature_paths`: random walks over the graph, then Merge, Insert and Split.
 
-Writes `paths` (walk, edges walked, turns after the operations, operations applied, and
-the nested-call judge's LLM calls). Seeded: a rerun gives the same paths.
+Writes `paths` (walk, edges walked, turns after the operations, operations applied, shape,
+and the nested-call judge's LLM calls). Besides the multi-turn walks, single-turn examples
+(single, parallel, multiple, irrelevance) in the tool set's `mix`. Seeded: a rerun gives
+the same paths.
 """
 
 
@@ -16,8 +18,9 @@ from magnet_dagster.defs.resources import LineageStoreResource, LLMResource
 from magnet_dagster.graph.function_graph import build_graph
 from magnet_dagster.graph.judge import nested_request, parse_nested
 from magnet_dagster.graph.paths import (
-    initial_path, insert, merge, nested_index, operation_mix, random_walk, split,
+    initial_path, insert, merge, nested_index, operation_mix, random_walk, shape_counts, single_turn_paths, split,
 )
+from magnet_dagster.graph.paths import SignaturePath
 from magnet_dagster.llm.client import LLMClient
 from magnet_dagster.store.lineage import LineageStore
 from magnet_dagster.tools.spec import FunctionSpec, stable_id
@@ -36,6 +39,14 @@ def load_specs(store: LineageStore, key: str) -> dict[str, FunctionSpec]:
     return {r["name"]: FunctionSpec.from_row(r) for r in store.rows("functions", key, "name")}
 
 
+def path_row(key: str, run_id: str, path_id: str, path: SignaturePath, specs: dict[str, FunctionSpec],
+             edge_ids: list[str], llm_call_ids: list[str]) -> dict:
+    return {"path_id": path_id, "tool_set": key, "run_id": run_id,
+            "walk": [specs[f].function_id(key) for f in path.walk], "edge_ids": edge_ids,
+            "turns": [t.as_dict() for t in path.turns], "operations": list(path.operations),
+            "shape": path.shape, "llm_call_ids": llm_call_ids}
+
+
 @dg.asset(partitions_def=tool_sets, group_name="paths", deps=["function_graph"], kinds={"duckdb"},
           pool="teacher")
 def signature_paths(context: dg.AssetExecutionContext, lineage: LineageStoreResource,
@@ -48,7 +59,7 @@ def signature_paths(context: dg.AssetExecutionContext, lineage: LineageStoreReso
     edges = store.query(EDGES_WITH_NAMES, [key])
     graph = build_graph(specs, edges)
     walks = []
-    for n, start in enumerate(sorted(graph.nodes)):
+    for n, start in enumerate(sorted(graph.nodes) if options.mix.get("multi_turn", 0.0) > 0 else ()):
         for w in range(options.walks_per_node):
             rng = random.Random(f"{options.seed}:{start}:{w}")
             walks.append(random_walk(graph, start, options.walk_steps, rng))
@@ -78,12 +89,12 @@ def signature_paths(context: dg.AssetExecutionContext, lineage: LineageStoreReso
         path = split(path, options.split_p, random.Random(f"{options.seed}:split:{i}"), required)
         paths.append(path)
         edge_ids = [graph.edges[a, b]["edge_id"] for a, b in zip(walk, walk[1:])]
-        rows.append({
-            "path_id": stable_id(key, i, walk), "tool_set": key, "run_id": context.run.run_id,
-            "walk": [specs[f].function_id(key) for f in walk], "edge_ids": edge_ids,
-            "turns": [t.as_dict() for t in path.turns], "operations": list(path.operations),
-            "llm_call_ids": [judge_ids[p] for t in path.turns for p in t.nested if p in judge_ids],
-        })
+        rows.append(path_row(key, context.run.run_id, stable_id(key, i, walk), path, specs, edge_ids,
+                             [judge_ids[p] for t in path.turns for p in t.nested if p in judge_ids]))
+    counts = shape_counts(options.mix, len(paths), len(specs))
+    for i, path in enumerate(single_turn_paths(counts, required, random.Random(f"{options.seed}:shapes"))):
+        paths.append(path)
+        rows.append(path_row(key, context.run.run_id, stable_id(key, path.shape, i, path.walk), path, specs, [], []))
     store.replace_partition(key, {"paths": rows})
     lengths = Counter(len(p.turns) for p in paths)
     context.log.info(f"{key}: {len(paths)} paths from {graph.number_of_nodes()} start nodes; "
@@ -94,9 +105,10 @@ def signature_paths(context: dg.AssetExecutionContext, lineage: LineageStoreReso
         "nested_pairs": len(nested),
         "judged_pairs": len(pairs),
         "operation_mix": dg.MetadataValue.json(operation_mix(paths)),
+        "shape_mix": dg.MetadataValue.json(dict(Counter(p.shape for p in paths))),
         "turns_per_path": dg.MetadataValue.json(dict(sorted(lengths.items()))),
         "preview": dg.MetadataValue.md(md_table([{
-            "path_id": r["path_id"], "operations": ", ".join(r["operations"]),
+            "path_id": r["path_id"], "shape": r["shape"], "operations": ", ".join(r["operations"]),
             "turns": " | ".join("+".join(t["functions"]) or t["kind"] for t in r["turns"])} for r in rows])),
         **llm_meta,
     })

@@ -17,7 +17,7 @@ from magnet_dagster.defs.common import (
 )
 from magnet_dagster.defs.paths import load_specs
 from magnet_dagster.defs.resources import LineageStoreResource, LLMResource
-from magnet_dagster.graph.paths import SignaturePath, Turn
+from magnet_dagster.graph.paths import MULTI_TURN, SignaturePath, Turn, distractor_count
 from magnet_dagster.llm.client import LLMClient
 from magnet_dagster.synthesis.translation import PathRejection, TranslationSettings, translate_path
 from magnet_dagster.evaluation.contamination import copied_queries, copied_states, shares_functions
@@ -44,14 +44,15 @@ def queries(context: dg.AssetExecutionContext, lineage: LineageStoreResource,
 
         async def one(i: int, row: dict) -> tuple[dict, object]:
             path = SignaturePath(walk=tuple(row["walk"]), turns=tuple(Turn.from_dict(t) for t in row["turns"]),
-                                 operations=tuple(row["operations"]))
+                                 operations=tuple(row["operations"]), shape=row.get("shape") or MULTI_TURN)
             rng = random.Random(f"{options.seed}:distractors:{row['path_id']}")
-            others = sorted(set(specs) - set(path.functions))
-            distractors = rng.sample(others, min(options.distractor_tools, len(others)))
+            others = sorted(set(specs) - set(path.functions) - {f for t in path.turns for f in t.target})
+            distractors = rng.sample(others, min(distractor_count(path.shape, options.distractor_tools), len(others)))
             executor = factory.new(seed=conversation_seed(row["path_id"]))
             try:
                 result = await translate_path(client, path, specs, executor, distractors,
-                                              TranslationSettings(options.max_attempts, seed=options.seed + i))
+                                              TranslationSettings(options.max_attempts, seed=options.seed + i,
+                                                                  round_trip=options.round_trip))
             finally:
                 executor.close()
             progress.tick()
@@ -74,6 +75,7 @@ def queries(context: dg.AssetExecutionContext, lineage: LineageStoreResource,
                 "function_ids": [specs[f].function_id(key) for f in t.functions],
                 "query": t.query, "calls": [c.as_dict() for c in t.calls], "outputs": t.outputs,
                 "tools": t.tools, "attempts": t.attempts, "llm_call_ids": t.llm_call_ids,
+                "simulated": t.simulated,
             })
     store.replace_partition(key, {"turns": turn_rows, "path_rejections": rejections}, stage="queries")
     kept = len(path_rows) - len(rejections)
@@ -109,7 +111,7 @@ def no_bfcl_contamination(context: dg.AssetCheckExecutionContext,
         checked.append(key)
         turns = store.rows("turns", key)
         findings += [f | {"tool_set": key} for f in copied_queries((t["turn_id"], t["query"]) for t in turns)]
-        if (ts["executor"] or {}).get("kind") == "bfcl":
+        if (ts["executor"] or {}).get("classes"):
             paths = {t["path_id"] for t in turns}
             states = [(p, cls, bfcl.initial_state(cls, conversation_seed(p)))
                       for p in sorted(paths) for cls in ts["executor"]["classes"]]

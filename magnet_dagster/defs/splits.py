@@ -8,6 +8,7 @@ its schema.
 
 
 import json
+from collections import Counter
 from typing import Any
 
 import dagster as dg
@@ -17,7 +18,7 @@ from magnet_dagster import config
 from magnet_dagster.defs.common import md_table, options_for, tool_sets
 from magnet_dagster.defs.paths import load_specs
 from magnet_dagster.defs.resources import LineageStoreResource
-from magnet_dagster.graph.paths import Turn, operation_mix, SignaturePath
+from magnet_dagster.graph.paths import MULTI_TURN, SignaturePath, Turn, operation_mix
 from magnet_dagster.store.counts import stage_counts, stage_yields
 from magnet_dagster.synthesis.distillation import contains_hint
 from magnet_dagster.synthesis.export import (
@@ -42,7 +43,8 @@ def training_splits(context: dg.AssetExecutionContext, lineage: LineageStoreReso
 
     out = config.exports_dir(key)
     sft = [sft_row(t, split_of[t["trajectory_id"]]) for t in kept]
-    pref = [preference_row(p, split_of[p["trajectory_id"]]) for p in pairs]
+    tools_of = {t["trajectory_id"]: t["tools"] for t in kept}
+    pref = [preference_row(p, split_of[p["trajectory_id"]], tools=tools_of[p["trajectory_id"]]) for p in pairs]
     write_jsonl(out / "sft.jsonl", sft)
     write_jsonl(out / "preference.jsonl", pref)
     if sft:
@@ -51,12 +53,16 @@ def training_splits(context: dg.AssetExecutionContext, lineage: LineageStoreReso
         write_parquet(out / "preference.parquet", pref)
     counts = stage_counts(store, key)
     yields = stage_yields(counts)
-    paths = [SignaturePath(tuple(p["walk"]), tuple(Turn.from_dict(t) for t in p["turns"]), tuple(p["operations"]))
-             for p in store.rows("paths", key)]
+    path_rows = store.rows("paths", key)
+    paths = [SignaturePath(tuple(p["walk"]), tuple(Turn.from_dict(t) for t in p["turns"]), tuple(p["operations"]),
+                           p.get("shape") or MULTI_TURN) for p in path_rows]
+    shape_of = {p["path_id"]: p.get("shape") or MULTI_TURN for p in path_rows}
+    exported = Counter(shape_of.get(t["path_id"], MULTI_TURN) for t in kept)
+    shapes = {shape: (n, exported[shape]) for shape, n in Counter(shape_of.values()).items()}
     per_split = {s: sum(1 for r in split_rows if r["split"] == s) for s in ("train", "validation", "test")}
     card = dataset_card(
         key, counts | {"duplicates_removed": duplicates},
-        yields, operation_mix(paths), conversation_stats(sft), sft[:2])
+        yields, operation_mix(paths), conversation_stats(sft), sft[:2], shapes)
     (out / "dataset_card.md").write_text(card)
     context.log.info(f"{key}: {len(sft)} SFT rows {per_split}, {len(pref)} preference rows -> {out}")
     return dg.MaterializeResult(metadata={
@@ -65,6 +71,7 @@ def training_splits(context: dg.AssetExecutionContext, lineage: LineageStoreReso
         "preference_rows": len(pref),
         "duplicates_removed": duplicates,
         "splits": dg.MetadataValue.json(per_split),
+        "shape_mix": dg.MetadataValue.json({k: {"paths": p, "conversations": c} for k, (p, c) in shapes.items()}),
         "exports": dg.MetadataValue.path(str(out)),
         "dataset_card": dg.MetadataValue.md(card),
         "preview": dg.MetadataValue.md(md_table([{"trajectory_id": r["trajectory_id"], "split": r["split"],

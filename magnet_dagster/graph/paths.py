@@ -14,7 +14,12 @@ from typing import Any, Iterable
 import networkx as nx
 
 MAX_FUNCTIONS_PER_TURN = 3
-CALL, MISS_FUNC, MISS_PARAMS = "call", "miss_func", "miss_params"
+CALL, MISS_FUNC, MISS_PARAMS, IRRELEVANT = "call", "miss_func", "miss_params", "irrelevant"
+#: turn kinds whose reference answer makes no call: the assistant asks or says it cannot
+NO_CALL_KINDS = (MISS_FUNC, MISS_PARAMS, IRRELEVANT)
+#: the paper's data mix: multi-turn paths plus single-turn examples of four shapes
+MULTI_TURN, SINGLE, PARALLEL, MULTIPLE, IRRELEVANCE = "multi_turn", "single", "parallel", "multiple", "irrelevance"
+SHAPES = (MULTI_TURN, SINGLE, PARALLEL, MULTIPLE, IRRELEVANCE)
 
 
 @dataclass(frozen=True)
@@ -22,7 +27,8 @@ class Turn:
     """One user turn: the functions its reference calls use.
 
     `kind` is `call`, or `miss_func` / `miss_params` for the empty turns Split inserts;
-    those name in `target` the functions of the turn they stand before. `nested` lists
+    those name in `target` the functions of the turn they stand before. An `irrelevant`
+    turn asks for `target`, which the assistant is never offered. `nested` lists
     (source, inserted) pairs whose inserted call takes its arguments from the source's output.
     """
 
@@ -48,6 +54,10 @@ class SignaturePath:
     walk: tuple[str, ...]
     turns: tuple[Turn, ...]
     operations: tuple[str, ...] = field(default=())
+    #: `multi_turn` (a walk), or a single-turn example: `single` (one call, only its function
+    #: offered), `parallel` (one function called several times), `multiple` (one call among
+    #: several offered functions), `irrelevance` (no offered function fits: no call)
+    shape: str = MULTI_TURN
 
     @property
     def functions(self) -> list[str]:
@@ -153,6 +163,53 @@ def split(path: SignaturePath, p: float, rng: random.Random,
     turns = list(path.turns)
     turns.insert(i, empty)
     return replace(path, turns=tuple(turns), operations=path.operations + (f"split_{kind}",))
+
+
+def shape_counts(mix: dict[str, float], multi_turn_paths: int, functions: int) -> dict[str, int]:
+    """How many single-turn examples of each shape go with `multi_turn_paths` walks.
+
+    The shares are of the whole set; with no multi-turn share, one example per function
+    is the base.
+    """
+    total = multi_turn_paths / mix[MULTI_TURN] if mix.get(MULTI_TURN) else functions
+    return {shape: round(total * mix.get(shape, 0.0)) for shape in SHAPES if shape != MULTI_TURN}
+
+
+def single_turn_paths(counts: dict[str, int], required: dict[str, list[str]],
+                      rng: random.Random) -> list[SignaturePath]:
+    """Single-turn examples, round-robin over the functions so each shape covers the catalog.
+
+    `parallel` uses functions with a required parameter (two calls must differ somewhere)
+    and makes two or three calls.
+    """
+    names = sorted(required)
+    with_params = [n for n in names if required[n]]
+    paths = []
+    for shape in (SINGLE, PARALLEL, MULTIPLE, IRRELEVANCE):
+        pool = with_params if shape == PARALLEL else names
+        if not pool:
+            continue
+        order = rng.sample(pool, len(pool))
+        for i in range(counts.get(shape, 0)):
+            f = order[i % len(order)]
+            if shape == PARALLEL:
+                turn = Turn((f,) * rng.choice((2, 3)))
+            elif shape == IRRELEVANCE:
+                turn = Turn((), kind=IRRELEVANT, target=(f,))
+            else:
+                turn = Turn((f,))
+            paths.append(SignaturePath(walk=(f,), turns=(turn,), shape=shape))
+    return paths
+
+
+def distractor_count(shape: str, configured: int) -> int:
+    """Functions offered beside the path's own: none for `single`, at least two where the
+    shape is about choosing (`multiple`) or about having nothing that fits (`irrelevance`)."""
+    if shape == SINGLE:
+        return 0
+    if shape in (MULTIPLE, IRRELEVANCE):
+        return max(configured, 2)
+    return configured
 
 
 def operation_mix(paths: list[SignaturePath]) -> dict[str, int]:

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from magnet_dagster.graph.paths import CALL, MISS_FUNC, MISS_PARAMS
+from magnet_dagster.graph.paths import CALL, IRRELEVANT, MISS_FUNC, MISS_PARAMS
 from magnet_dagster.llm.client import LLMClient, LLMRequest
 from magnet_dagster.synthesis.translation import TurnResult, calls_schema
 from magnet_dagster.tools.calls import ToolCall, calls_mismatch
@@ -39,8 +39,8 @@ CONTENT_SCHEMA = {"type": "object", "properties": {"content": {"type": "string",
                   "required": ["content"]}
 _ASKS_OR_REFUSES = re.compile(r"\?|\b(can ?not|can't|unable|not able|don't have|do not have|no (?:tool|function))\b", re.I)
 
-ERROR_TYPES = ("wrong_function", "missing_nested_call", "wrong_dependency_value",
-               "hallucinated_missing_param", "answer_instead_of_ask")
+ERROR_TYPES = ("wrong_function", "missing_nested_call", "missing_parallel_call", "wrong_dependency_value",
+               "hallucinated_missing_param", "call_instead_of_refusing")
 
 
 def asks_or_refuses(text: str) -> bool:
@@ -172,10 +172,18 @@ def wrong_hint(turn: TurnResult, earlier: list[TurnResult], specs: dict[str, Fun
         spec = specs[turn.functions[0]]
         args = {p: _invent(spec.properties.get(p, {}), rng) for p in spec.required}
         return "hallucinated_missing_param", [ToolCall(spec.name, args)]
+    if turn.kind == IRRELEVANT:
+        offered = [specs[n] for n in turn.tools if n in specs]
+        if not offered:
+            return None
+        other = rng.choice(offered)
+        return "call_instead_of_refusing", [ToolCall(other.name, {p: _invent(other.properties.get(p, {}), rng)
+                                                                  for p in other.required})]
     if turn.kind == MISS_FUNC:
         return None
     if len(turn.calls) > 1:
-        return "missing_nested_call", turn.calls[:-1]
+        parallel = len({c.name for c in turn.calls}) == 1
+        return ("missing_parallel_call" if parallel else "missing_nested_call"), turn.calls[:-1]
     call = turn.calls[0]
     known = {json.dumps(x) for t in earlier for o in t.outputs for x in _values(o)}
     dependent = [k for k, v in call.arguments.items() if json.dumps(v) in known]

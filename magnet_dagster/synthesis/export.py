@@ -2,8 +2,11 @@
 
 SFT rows are TRL's conversational tool-calling format (`messages` with OpenAI-shaped
 `tool_calls` and `tool` messages, plus `tools`); preference rows are `prompt` / `chosen` /
-`rejected` at turn level. Nested fields that vary in shape (tool schemas, call arguments)
-are kept as JSON strings in Parquet so every row has one schema.
+`rejected` at turn level, with the `tools` the conversation offered. Nested fields that vary
+in shape (tool schemas, call arguments) are kept as JSON strings in Parquet so every row has
+one schema: call arguments as OpenAI's JSON string, and the `tools` column as Arrow's JSON
+extension type (Parquet's JSON logical type), which `datasets` decodes back into the list
+of schemas that `apply_chat_template(tools=...)` takes, while pandas and DuckDB read JSON text.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ def sft_row(trajectory: dict[str, Any], split: str) -> dict[str, Any]:
             "trajectory_id": trajectory["trajectory_id"], "path_id": trajectory["path_id"]}
 
 
-def preference_row(pair: dict[str, Any], split: str) -> dict[str, Any]:
+def preference_row(pair: dict[str, Any], split: str, tools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A DPO row; `tools` (the trajectory's) is what the prompt is rendered with, as in the SFT row."""
     return {"prompt": pair["prompt"], "chosen": pair["chosen"], "rejected": pair["rejected"],
+            "tools": tools if tools is not None else pair.get("tools") or [],
             "error_type": pair["error_type"], "split": split, "pair_id": pair["pair_id"],
             "trajectory_id": pair["trajectory_id"]}
 
@@ -66,7 +71,11 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 def write_parquet(path: Path, rows: list[dict[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    pq.write_table(pa.Table.from_pylist([_for_parquet(r) for r in rows]), tmp)
+    table = pa.Table.from_pylist([_for_parquet(r) for r in rows])
+    if "tools" in table.column_names:
+        i = table.schema.get_field_index("tools")
+        table = table.set_column(i, pa.field("tools", pa.json_()), table["tools"].cast(pa.json_()))
+    pq.write_table(table, tmp)
     tmp.replace(path)
 
 
@@ -78,7 +87,9 @@ def conversation_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def dataset_card(tool_set: str, counts: dict[str, Any], yields: dict[str, Any], operation_mix: dict[str, int],
-                 stats: dict[str, Any], examples: list[dict[str, Any]]) -> str:
+                 stats: dict[str, Any], examples: list[dict[str, Any]],
+                 shapes: dict[str, tuple[int, int]] | None = None) -> str:
+    """The card a user reads first; `shapes` maps each shape to (paths, exported conversations)."""
     lines = [f"# Dataset card: `{tool_set}`", "",
              "Multi-turn tool-use conversations synthesised with the Magnet method "
              "(function graph -> signature paths -> back-and-forth translation -> context distillation).", "",
@@ -88,6 +99,8 @@ def dataset_card(tool_set: str, counts: dict[str, Any], yields: dict[str, Any], 
     for stage, (n_in, n_out) in yields.items():
         ratio = f"{n_out / n_in:.1%}" if n_in else "n/a"
         lines.append(f"| {stage} | {n_in} | {n_out} | {ratio} |")
+    lines += ["", "## Shape mix", "", "| shape | paths | conversations |", "|---|---|---|"]
+    lines += [f"| {k} | {p} | {c} |" for k, (p, c) in sorted((shapes or {}).items())] or ["| (none) | 0 | 0 |"]
     lines += ["", "## Operation mix (paths)", "", "| operation | count |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in sorted(operation_mix.items())] or ["| (none) | 0 |"]
     lines += ["", "## Distributions", ""]

@@ -17,9 +17,9 @@ from typing import Any
 import jsonschema
 
 from magnet_dagster.graph.judge import describe
-from magnet_dagster.graph.paths import CALL, MISS_FUNC, MISS_PARAMS, SignaturePath, Turn
+from magnet_dagster.graph.paths import CALL, IRRELEVANT, MISS_FUNC, MISS_PARAMS, SignaturePath, Turn
 from magnet_dagster.llm.client import LLMClient, LLMRequest
-from magnet_dagster.tools.calls import ToolCall
+from magnet_dagster.tools.calls import ToolCall, calls_mismatch
 from magnet_dagster.tools.executors import Executor
 from magnet_dagster.tools.spec import FunctionSpec
 
@@ -148,6 +148,7 @@ class TranslationSettings:
     max_attempts: int = 3
     temperature: float = 0.7
     seed: int = 0
+    round_trip: bool = False
 
 
 _WORDS = ["alpha", "budget", "coffee", "delta", "garden", "harbor", "invoice", "laptop", "meeting", "printer"]
@@ -189,6 +190,21 @@ def task_text(spec: FunctionSpec) -> str:
     return text.rstrip(".") + "." if text else spec.name.replace("_", " ") + "."
 
 
+def _values_text(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={json.dumps(v)}" for k, v in values.items()) or "(from earlier results)"
+
+
+def _task_and_values(turn: Turn, specs: dict[str, FunctionSpec], earlier_outputs: list[Any],
+                     rng: random.Random) -> tuple[str, str]:
+    """The task and values back-translation states; a parallel turn gets one value set per call."""
+    if len(set(turn.functions)) == len(turn.functions):
+        values = suggest_values([specs[f] for f in turn.functions], earlier_outputs, rng)
+        return ", then ".join(task_text(specs[f]) for f in turn.functions), _values_text(values)
+    sets = [suggest_values([specs[f]], earlier_outputs, rng) for f in turn.functions]
+    task = f"{task_text(specs[turn.functions[0]])} Do it {len(sets)} times, once for each set of values."
+    return task, "; ".join(f"({n}) {_values_text(v)}" for n, v in enumerate(sets, start=1))
+
+
 def _context_text(done: list[TurnResult]) -> str:
     if not done:
         return ""
@@ -208,7 +224,7 @@ def offered_tools(path: SignaturePath, turn_index: int, distractors: list[str]) 
     """Functions the assistant sees at a turn: the path's plus distractors, minus withheld ones."""
     names = list(dict.fromkeys(path.functions + distractors))
     turn = path.turns[turn_index]
-    if turn.kind == MISS_FUNC:
+    if turn.kind in (MISS_FUNC, IRRELEVANT):
         names = [n for n in names if n not in turn.target]
     return names
 
@@ -238,14 +254,12 @@ async def translate_turn(
             spec = specs[turn.target[0]]
             prompt = MISS_PARAMS_PROMPT.format(param=spec.required[0], function=describe(spec),
                                                history=_history_text(done))
-        elif turn.kind == MISS_FUNC:
+        elif turn.kind in (MISS_FUNC, IRRELEVANT):
             prompt = MISS_FUNC_PROMPT.format(function=describe(specs[turn.target[0]]), history=_history_text(done))
         else:
             rng = random.Random(f"{settings.seed}:{index}:{attempt}")
-            values = suggest_values([specs[f] for f in turn.functions], [o for r in done for o in r.outputs], rng)
-            prompt = BACK_PROMPT.format(
-                context=_context_text(done), task=", then ".join(task_text(specs[f]) for f in turn.functions),
-                values=", ".join(f"{k}={json.dumps(v)}" for k, v in values.items()) or "(from earlier results)")
+            task, values = _task_and_values(turn, specs, [o for r in done for o in r.outputs], rng)
+            prompt = BACK_PROMPT.format(context=_context_text(done), task=task, values=values)
         query = await _ask_query(client, prompt, settings, attempt, ids)
         if query is None:
             last_reason = PathRejection(index, "back_translation_failed", "no query in the teacher's reply")
@@ -312,8 +326,31 @@ async def _forward(
         if execution.llm_call_id:
             ids.append(execution.llm_call_id)
         outputs.append(execution.output)
+    if settings.round_trip:
+        problem = await _round_trip(client, query, calls, specs, done, tools, settings.seed * 100 + attempt, ids)
+        if problem:
+            return PathRejection(index, "round_trip", problem)
     return TurnResult(index, CALL, turn.functions, query, calls, outputs, tools,
                       llm_call_ids=ids, simulated=simulated)
+
+
+async def _round_trip(client: LLMClient, query: str, calls: list[ToolCall], specs: dict[str, FunctionSpec],
+                      done: list[TurnResult], tools: list[str], seed: int, ids: list[str]) -> str | None:
+    """An independent forward translation, offered every tool of the turn, must give the same calls."""
+    offered = [specs[n] for n in tools if n in specs]
+    reply = await client.chat(LLMRequest(
+        messages=[{"role": "user", "content": FORWARD_PROMPT.format(
+            functions="\n".join(describe(s) for s in offered), history=_history_text(done),
+            outputs=_outputs_text(done), query=query)}],
+        response_schema=calls_schema(offered), temperature=0.0, max_tokens=96 * len(calls) + 64, seed=seed))
+    ids.append(reply.call_id)
+    data = reply.json()
+    try:
+        again = [ToolCall.from_dict(c) for c in data["calls"]] if isinstance(data, dict) else []
+    except (KeyError, ValueError, TypeError, AttributeError):
+        again = []
+    mismatch = calls_mismatch(calls, again, specs)
+    return f"the query translates back to other calls: {mismatch}" if mismatch else None
 
 
 async def translate_path(

@@ -90,3 +90,25 @@ def test_preference_pair_shares_the_prefix_and_differs_at_one_turn(tmp_path):
     assert pair["chosen"] != pair["rejected"]
     assert pair["error_type"] in ("wrong_function", "wrong_dependency_value", "hallucinated_missing_param")
     assert not contains_hint(pair["prompt"] + pair["chosen"] + pair["rejected"])
+
+
+def test_wrong_hints_for_parallel_and_irrelevance_turns():
+    from magnet_dagster.synthesis.distillation import wrong_hint
+
+    parallel = TurnResult(0, "call", ("add", "add"), "Add 1 and 2, and 3 and 4.",
+                          [ToolCall("add", {"a": 1, "b": 2}), ToolCall("add", {"a": 3, "b": 4})], [{}, {}], ["add"])
+    error, calls = wrong_hint(parallel, [], SPECS, random.Random(0))
+    assert error == "missing_parallel_call" and calls == [ToolCall("add", {"a": 1, "b": 2})]
+    irrelevant = TurnResult(0, "irrelevant", ("get_weather",), "Will it rain?", tools=["multiply"])
+    error, calls = wrong_hint(irrelevant, [], SPECS, random.Random(0))
+    assert error == "call_instead_of_refusing" and [c.name for c in calls] == ["multiply"]
+
+
+def test_an_irrelevance_turn_must_refuse(tmp_path):
+    turns = [TurnResult(0, "irrelevant", ("get_weather",), "Will it rain in Oslo?", tools=["add"])]
+    client, _ = _client(tmp_path, lambda r: {"content": "I can't check the weather with the tools I have."})
+    traj = asyncio.run(positive_trajectory(client, turns, SPECS, seed=1))
+    client.close()
+    assert isinstance(traj, Trajectory)
+    assert [m["role"] for m in traj.messages] == ["system", "user", "assistant"]
+    assert [t["function"]["name"] for t in traj.tools] == ["add"]
