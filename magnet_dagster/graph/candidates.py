@@ -28,6 +28,8 @@ def _field_tokens(schema: dict | None) -> Counter[str]:
     tokens: Counter[str] = Counter()
     if not isinstance(schema, dict):
         return tokens
+    if schema.get("type") == "array" and isinstance(schema.get("items"), dict):
+        schema = schema["items"]  # a list of records feeds its records' fields
     for name, sub in (schema.get("properties") or {}).items():
         sub = sub if isinstance(sub, dict) else {}
         tokens[f"name:{name.lower()}"] += 3
