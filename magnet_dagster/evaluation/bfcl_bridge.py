@@ -1,4 +1,5 @@
-"""BFCL's own multi-turn checker, run as a library with the project's dispatcher underneath.
+"""BFCL's own checkers, run as a library: multi-turn with the project's dispatcher underneath,
+and the single-turn AST checker for the shapes of the paper's mix (simple, multiple, parallel).
 
 bfcl's checker executes calls through `execute_multi_turn_func_call`, which `eval`s model
 text. Here that function is swapped, for the duration of a check, for one with the same
@@ -10,17 +11,21 @@ callers use a unique model name per evaluation to keep state from leaking betwee
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import os
+import sys
 import tempfile
+import types
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from magnet_dagster.tools import bfcl
-from magnet_dagster.tools.calls import CallParseError, calls_mismatch, parse_python_call
+from magnet_dagster.tools.calls import CallParseError, ToolCall, calls_mismatch, parse_python_call
 from magnet_dagster.tools.dispatcher import Dispatcher
 from magnet_dagster.tools.formats import function_from_object
 from magnet_dagster.tools.spec import FunctionSpec
@@ -124,7 +129,7 @@ def project_verdict(model_turns: list[list[str]], ground_truth: list[list[str]],
 
 
 def load_category(category: str) -> list[tuple[dict[str, Any], list[list[str]]]]:
-    """(test entry, ground truth) pairs of one BFCL multi-turn category, from the installed package."""
+    """(test entry, ground truth or possible answer) pairs of one BFCL category, from the installed package."""
     data = bfcl.package_dir() / "data"
     entries = [json.loads(x) for x in (data / f"BFCL_v4_{category}.json").read_text().splitlines() if x.strip()]
     answers = {a["id"]: a["ground_truth"] for a in
@@ -134,6 +139,70 @@ def load_category(category: str) -> list[tuple[dict[str, Any], list[list[str]]]]
 
 
 # ------------------------------------------------------------------ student runs
+
+# ------------------------------------------------------------ single-turn AST
+
+AST_CATEGORIES = ("simple_python", "multiple", "parallel", "parallel_multiple")
+_AST_MODEL = "magnet-ast"
+
+
+@dataclass(frozen=True)
+class _FlagsOnly:
+    underscore_to_dot: bool = False
+
+
+def ast_checker_module() -> Any:
+    """bfcl's `ast_checker` module.
+
+    Its model table (`constants.model_config`) imports every provider SDK, which the lean
+    install leaves out; the checker reads one flag from it (whether the model's function
+    names had dots replaced), so where the table cannot load a one-entry table stands in.
+    """
+    _ensure_project_root()
+    name = "bfcl_eval.constants.model_config"
+    if name not in sys.modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            table = types.ModuleType(name)
+            table.MODEL_CONFIG_MAPPING = {_AST_MODEL: _FlagsOnly()}
+            sys.modules[name] = table
+    from bfcl_eval.eval_checker.ast_eval import ast_checker
+
+    if _AST_MODEL not in ast_checker.MODEL_CONFIG_MAPPING:
+        ast_checker.MODEL_CONFIG_MAPPING[_AST_MODEL] = _FlagsOnly()
+    return ast_checker
+
+
+def bfcl_ast_verdict(entry: dict[str, Any], possible_answer: list[dict[str, Any]], calls: list[ToolCall],
+                     category: str) -> dict[str, Any]:
+    """bfcl's single-turn verdict (`valid`, `error`) for decoded calls."""
+    from bfcl_eval.constants.enums import Language
+
+    checker = ast_checker_module()
+    output = [{c.name: dict(c.arguments)} for c in calls]
+    return checker.ast_checker(entry["function"], output, possible_answer, Language.PYTHON, category, _AST_MODEL)
+
+
+def entry_specs(entry: dict[str, Any]) -> dict[str, FunctionSpec]:
+    return {f["name"]: function_from_object(f, entry["id"]) for f in entry["function"]}
+
+
+def first_answer(possible_answer: list[dict[str, Any]]) -> list[ToolCall]:
+    """The ground truth as calls: each parameter's first accepted value; "" (optional) left out."""
+    def collapse(value: Any) -> Any:
+        if isinstance(value, dict):  # a dict's fields list their accepted values in turn
+            return {k: collapse(v[0]) for k, v in value.items() if v and v[0] != ""}
+        if isinstance(value, list):
+            return [collapse(x) if isinstance(x, dict) else x for x in value]
+        return value
+
+    calls = []
+    for item in possible_answer:
+        (name, params), = item.items()
+        calls.append(ToolCall(name, collapse(params)))
+    return calls
+
 
 LEADERBOARD_COLUMNS = {"multi_turn_base": "Base", "multi_turn_miss_func": "Miss Func",
                        "multi_turn_miss_param": "Miss Param", "multi_turn_long_context": "Long Context"}
