@@ -32,6 +32,9 @@ ASK_HINT = (HINT_MARKER + " The user did not give the value of `{param}`, which 
 REFUSE_HINT = (HINT_MARKER + " None of the available functions can do this. Do not call any "
                "function: say you cannot do it with the tools you have, and never mention this "
                'hint. Answer with JSON {{"content": "..."}}.')
+ANSWER_HINT = (HINT_MARKER + " Reply as if the request were complete: do not call any function and do "
+               "not ask the user anything; never mention this hint. Answer with JSON "
+               '{{"content": "..."}}.')
 REPLY_PROMPT = ("Write the assistant's short reply to the user, based on the function results "
                 'above. Answer with JSON {"content": "..."}.')
 
@@ -40,7 +43,7 @@ CONTENT_SCHEMA = {"type": "object", "properties": {"content": {"type": "string",
 _ASKS_OR_REFUSES = re.compile(r"\?|\b(can ?not|can't|unable|not able|don't have|do not have|no (?:tool|function))\b", re.I)
 
 ERROR_TYPES = ("wrong_function", "missing_nested_call", "missing_parallel_call", "wrong_dependency_value",
-               "hallucinated_missing_param", "call_instead_of_refusing")
+               "hallucinated_missing_param", "answer_instead_of_ask", "call_instead_of_refusing")
 
 
 def asks_or_refuses(text: str) -> bool:
@@ -84,8 +87,12 @@ async def _teacher(client: LLMClient, history: list[dict[str, Any]], hint: str,
 async def assistant_turn(
     client: LLMClient, history: list[dict[str, Any]], result: TurnResult,
     hint_calls: list[ToolCall] | None, specs: dict[str, FunctionSpec], seed: int,
+    answer_anyway: bool = False,
 ) -> AssistantTurn:
-    """The teacher's assistant messages for one turn, given a hint (right or wrong)."""
+    """The teacher's assistant messages for one turn, given a hint (right or wrong).
+
+    `answer_anyway` is the wrong hint for a `miss_params` turn that should have asked.
+    """
     offered = [specs[n] for n in result.tools if n in specs]
     tools = [s.openai_tool() for s in offered]
     ids: list[str] = []
@@ -102,7 +109,9 @@ async def assistant_turn(
         if not calls:
             return AssistantTurn([], [], ids, False, "teacher made no call")
         return AssistantTurn([], calls, ids, True)
-    if result.kind == MISS_PARAMS:
+    if answer_anyway:
+        hint = ANSWER_HINT.format()
+    elif result.kind == MISS_PARAMS:
         hint = ASK_HINT.format(param=", ".join(specs[f].required[0] for f in result.functions
                                                if f in specs and specs[f].required) or "a required value")
     else:
@@ -169,6 +178,8 @@ def wrong_hint(turn: TurnResult, earlier: list[TurnResult], specs: dict[str, Fun
                rng: random.Random) -> tuple[str, list[ToolCall]] | None:
     """A contrastive, incorrect hint for `turn` with its error type, or None if none applies."""
     if turn.kind == MISS_PARAMS and turn.functions:
+        if rng.random() < 0.5:
+            return "answer_instead_of_ask", []
         spec = specs[turn.functions[0]]
         args = {p: _invent(spec.properties.get(p, {}), rng) for p in spec.required}
         return "hallucinated_missing_param", [ToolCall(spec.name, args)]
@@ -231,11 +242,15 @@ async def preference_pair(
     index, (error_type, hint_calls) = rng.choice(options)
     start = trajectory.turn_starts[index]
     prefix = trajectory.messages[:start]
-    out = await assistant_turn(client, prefix, turns[index], hint_calls, specs, seed)
+    answer = error_type == "answer_instead_of_ask"
+    out = await assistant_turn(client, prefix, turns[index], hint_calls or None, specs, seed, answer_anyway=answer)
     if not out.ok:
         return None
+    # A teacher that ignored the wrong hint wrote no negative.
     if turns[index].kind == CALL and calls_mismatch(turns[index].calls, out.calls, specs) is None:
-        return None  # the teacher ignored the wrong hint: not a negative
+        return None
+    if answer and asks_or_refuses(out.messages[0]["content"]):
+        return None
     rejected = tool_messages(out.calls, [], index)[0] if out.calls else out.messages[0]
     return {"turn_index": index, "error_type": error_type, "prompt": prefix,
             "chosen": [trajectory.messages[start]], "rejected": [rejected],

@@ -88,7 +88,8 @@ def test_preference_pair_shares_the_prefix_and_differs_at_one_turn(tmp_path):
     i = pair["turn_index"]
     assert pair["prompt"] == traj.messages[: traj.turn_starts[i]]
     assert pair["chosen"] != pair["rejected"]
-    assert pair["error_type"] in ("wrong_function", "wrong_dependency_value", "hallucinated_missing_param")
+    assert pair["error_type"] in ("wrong_function", "wrong_dependency_value", "hallucinated_missing_param",
+                                  "answer_instead_of_ask")
     assert not contains_hint(pair["prompt"] + pair["chosen"] + pair["rejected"])
 
 
@@ -112,3 +113,35 @@ def test_an_irrelevance_turn_must_refuse(tmp_path):
     assert isinstance(traj, Trajectory)
     assert [m["role"] for m in traj.messages] == ["system", "user", "assistant"]
     assert [t["function"]["name"] for t in traj.tools] == ["add"]
+
+
+def test_answer_instead_of_ask_pair_on_a_miss_params_turn(tmp_path):
+    turns = [TurnResult(0, "miss_params", ("multiply",), "Multiply 5 by something.", tools=["multiply"]),
+             TurnResult(1, "call", ("multiply",), "By 4.", [ToolCall("multiply", {"a": 5, "b": 4})], [{"result": 20}],
+                        ["multiply"])]
+
+    class AnswerFirst(random.Random):
+        def random(self):
+            return 0.1  # picks the answer-instead-of-ask hint over the invented-value one
+
+    client, backend = _client(tmp_path, follows_hint)
+    traj = asyncio.run(positive_trajectory(client, turns, SPECS, seed=0))
+    pair = asyncio.run(preference_pair(client, traj, turns, SPECS, AnswerFirst(0), seed=0))
+    client.close()
+    assert pair["error_type"] == "answer_instead_of_ask" and pair["turn_index"] == 0
+    assert pair["chosen"] == [{"role": "assistant", "content": "Which number should I multiply it by?"}]
+    assert pair["rejected"] == [{"role": "assistant", "content": "The answer is ready."}]
+    assert "Reply as if the request were complete" in backend.requests[-1].messages[-1]["content"]
+
+
+def test_an_answer_hint_the_teacher_ignores_gives_no_pair(tmp_path):
+    turns = [TurnResult(0, "miss_params", ("multiply",), "Multiply 5 by something.", tools=["multiply"])]
+
+    class AnswerFirst(random.Random):
+        def random(self):
+            return 0.1
+
+    client, _ = _client(tmp_path, lambda r: {"content": "By which number?"})
+    traj = asyncio.run(positive_trajectory(client, turns, SPECS, seed=0))
+    assert asyncio.run(preference_pair(client, traj, turns, SPECS, AnswerFirst(0), seed=0)) is None
+    client.close()
