@@ -23,7 +23,7 @@ from magnet_dagster.tools.python_tools import PythonTarget, python_functions
 from magnet_dagster.tools.spec import FunctionSpec, ToolSetError, check_tool_set_name
 
 MANIFEST = "toolset.yaml"
-TOOL_FILE_SUFFIXES = {".json", ".jsonl", ".py"}
+DATA_FILE_SUFFIXES = {".json", ".jsonl"}
 
 GORILLA_TYPES = {"dict": "object", "float": "number", "tuple": "array", "list": "array",
                  "int": "integer", "str": "string", "bool": "boolean"}
@@ -123,8 +123,7 @@ def _functions_from_value(value: Any, source: str) -> list[FunctionSpec]:
 
 
 def read_tool_file(path: Path) -> list[FunctionSpec]:
-    if path.suffix == ".py":
-        return python_functions(PythonTarget(module=path.stem, file=str(path.resolve())))
+    """Functions of one JSON / JSONL file, whichever format it holds."""
     text = path.read_text(encoding="utf-8")
     if not text.strip():
         raise ToolSetError(f"{path}: file is empty")
@@ -173,15 +172,15 @@ def read_tool_set(path: Path) -> ToolSetSource:
         source.functions.extend(functions)
     targets = [PythonTarget.parse(entry, path if path.is_dir() else path.parent, str(manifest))
                for entry in _as_list(config.get("python"), manifest)]
-    tool_files = [f for f in files if f.suffix in TOOL_FILE_SUFFIXES and not (targets and f.suffix == ".py")]
-    targets += [PythonTarget(module=f.stem, file=str(f.resolve())) for f in tool_files if f.suffix == ".py"]
+    if not targets:
+        targets = [PythonTarget(module=f.stem, file=str(f.resolve())) for f in files if f.suffix == ".py"]
     for target in targets:
         source.functions.extend(python_functions(target))
-    if not tool_files and not source.functions:
-        raise ToolSetError(f"{path}: no tool files ({', '.join(sorted(TOOL_FILE_SUFFIXES))}) or {MANIFEST}")
-    for f in tool_files:
-        if f.suffix != ".py":
-            source.functions.extend(read_tool_file(f))
+    data_files = [f for f in files if f.suffix in DATA_FILE_SUFFIXES]
+    if not data_files and not source.functions:
+        raise ToolSetError(f"{path}: no tool files ({', '.join(sorted(DATA_FILE_SUFFIXES | {'.py'}))}) or {MANIFEST}")
+    for f in data_files:
+        source.functions.extend(read_tool_file(f))
     source.executor = executor_description(classes, targets, simulated=any(not f.executable for f in source.functions))
     return source
 
