@@ -142,7 +142,7 @@ class ExecutorFactory:
     @property
     def executable(self) -> bool:
         """Whether every call really runs (so free-running evaluation and state checks make sense)."""
-        return self.executor.get("kind") in ("bfcl", "python")
+        return self.executor.get("kind") not in ("simulated", "mixed")
 
     def new(self, seed: int) -> Executor:
         """One conversation's executor: fresh instances in-process, the rest simulated."""

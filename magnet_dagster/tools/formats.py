@@ -210,9 +210,11 @@ def _as_list(value: Any, manifest: Path | None) -> list[Any]:
 
 
 def executor_description(classes: list[str], targets: list[PythonTarget], simulated: bool) -> dict[str, Any]:
-    """How a tool set's functions run: `bfcl` / `python` classes in-process, the rest simulated."""
-    kinds = [k for k, present in (("bfcl", classes), ("python", targets), ("simulated", simulated)) if present]
-    executor: dict[str, Any] = {"kind": kinds[0] if len(kinds) == 1 else ("mixed" if kinds else "simulated")}
+    """How a tool set's functions run: `bfcl` / `python` (or `bfcl+python`) in-process,
+    `simulated` by the teacher, or `mixed` (some of each)."""
+    real = [k for k, present in (("bfcl", classes), ("python", targets)) if present]
+    kind = ("mixed" if simulated else "+".join(real)) if real else "simulated"
+    executor: dict[str, Any] = {"kind": kind}
     if classes:
         executor["classes"] = classes
     if targets:
