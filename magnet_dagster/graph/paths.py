@@ -15,8 +15,6 @@ import networkx as nx
 
 MAX_FUNCTIONS_PER_TURN = 3
 CALL, MISS_FUNC, MISS_PARAMS, IRRELEVANT = "call", "miss_func", "miss_params", "irrelevant"
-#: turn kinds whose reference answer makes no call: the assistant asks or says it cannot
-NO_CALL_KINDS = (MISS_FUNC, MISS_PARAMS, IRRELEVANT)
 #: the paper's data mix: multi-turn paths plus single-turn examples of four shapes
 MULTI_TURN, SINGLE, PARALLEL, MULTIPLE, IRRELEVANCE = "multi_turn", "single", "parallel", "multiple", "irrelevance"
 SHAPES = (MULTI_TURN, SINGLE, PARALLEL, MULTIPLE, IRRELEVANCE)
