@@ -286,21 +286,10 @@ async def _forward(
     # Forward translation sees the turn's signatures, as in the paper; the check below still
     # refuses calls that use them wrongly (one twice, another left out).
     offered = [specs[n] for n in dict.fromkeys(turn.functions)]
-    reply = await client.chat(LLMRequest(
-        messages=[{"role": "user", "content": FORWARD_PROMPT.format(
-            functions="\n".join(describe(s) for s in offered), history=_history_text(done),
-            outputs=_outputs_text(done), query=query)}],
-        response_schema=calls_schema(offered, exact=len(turn.functions)),
-        temperature=0.0, max_tokens=96 * len(turn.functions) + 64, seed=settings.seed * 100 + attempt))
-    ids.append(reply.call_id)
-    data = reply.json()
-    raw_calls = data.get("calls") if isinstance(data, dict) else None
-    if not reply.ok or not isinstance(raw_calls, list):
-        return PathRejection(index, "forward_translation_failed", reply.error or "no calls in the teacher's reply")
-    try:
-        calls = [ToolCall.from_dict(c) for c in raw_calls]
-    except (ValueError, TypeError) as exc:
-        return PathRejection(index, "forward_translation_failed", str(exc))
+    calls = await _translate_forward(client, query, offered, done, len(turn.functions), True,
+                                     settings.seed * 100 + attempt, ids)
+    if isinstance(calls, str):
+        return PathRejection(index, "forward_translation_failed", calls)
     if sorted(c.name for c in calls) != sorted(turn.functions):
         return PathRejection(index, "wrong_functions",
                              f"calls {[c.name for c in calls]} do not use the turn's functions {list(turn.functions)}")
@@ -334,22 +323,32 @@ async def _forward(
                       llm_call_ids=ids, simulated=simulated)
 
 
-async def _round_trip(client: LLMClient, query: str, calls: list[ToolCall], specs: dict[str, FunctionSpec],
-                      done: list[TurnResult], tools: list[str], seed: int, ids: list[str]) -> str | None:
-    """An independent forward translation, offered every tool of the turn, must give the same calls."""
-    offered = [specs[n] for n in tools if n in specs]
+async def _translate_forward(client: LLMClient, query: str, offered: list[FunctionSpec], done: list[TurnResult],
+                             count: int, exact: bool, seed: int, ids: list[str]) -> list[ToolCall] | str:
+    """Query -> calls among `offered` (`count` of them when `exact`), or why there are none."""
     reply = await client.chat(LLMRequest(
         messages=[{"role": "user", "content": FORWARD_PROMPT.format(
             functions="\n".join(describe(s) for s in offered), history=_history_text(done),
             outputs=_outputs_text(done), query=query)}],
-        response_schema=calls_schema(offered), temperature=0.0, max_tokens=96 * len(calls) + 64, seed=seed))
+        response_schema=calls_schema(offered, exact=count if exact else None),
+        temperature=0.0, max_tokens=96 * count + 64, seed=seed))
     ids.append(reply.call_id)
     data = reply.json()
+    raw_calls = data.get("calls") if isinstance(data, dict) else None
+    if not reply.ok or not isinstance(raw_calls, list):
+        return reply.error or "no calls in the teacher's reply"
     try:
-        again = [ToolCall.from_dict(c) for c in data["calls"]] if isinstance(data, dict) else []
-    except (KeyError, ValueError, TypeError, AttributeError):
-        again = []
-    mismatch = calls_mismatch(calls, again, specs)
+        return [ToolCall.from_dict(c) for c in raw_calls]
+    except (ValueError, TypeError, AttributeError) as exc:
+        return str(exc)
+
+
+async def _round_trip(client: LLMClient, query: str, calls: list[ToolCall], specs: dict[str, FunctionSpec],
+                      done: list[TurnResult], tools: list[str], seed: int, ids: list[str]) -> str | None:
+    """An independent forward translation, offered every tool of the turn, must give the same calls."""
+    offered = [specs[n] for n in tools if n in specs]
+    again = await _translate_forward(client, query, offered, done, len(calls), False, seed, ids)
+    mismatch = calls_mismatch(calls, [] if isinstance(again, str) else again, specs)
     return f"the query translates back to other calls: {mismatch}" if mismatch else None
 
 
