@@ -13,6 +13,7 @@ This runs the user's own code, which they put in their tool set; model text neve
 
 from __future__ import annotations
 
+import collections.abc as abc
 import dataclasses
 import enum
 import hashlib
@@ -145,12 +146,12 @@ def public_callables(owner: type | types.ModuleType) -> list[tuple[str, Callable
     if isinstance(owner, types.ModuleType):
         return [(name, fn) for name, fn in vars(owner).items()
                 if not name.startswith("_") and inspect.isfunction(fn) and fn.__module__ == owner.__name__]
-    found = []
-    for klass in owner.__mro__[:-1]:  # not object's
+    found: dict[str, Callable[..., Any]] = {}
+    for klass in owner.__mro__[:-1]:  # not object's; a subclass's method hides its base's
         for name, fn in vars(klass).items():
-            if not name.startswith("_") and inspect.isfunction(fn) and name not in dict(found):
-                found.append((name, fn))
-    return sorted(found)
+            if not name.startswith("_") and inspect.isfunction(fn):
+                found.setdefault(name, fn)
+    return sorted(found.items())
 
 
 def hint_schema(hint: Any) -> dict[str, Any]:
@@ -185,12 +186,10 @@ def hint_schema(hint: Any) -> dict[str, Any]:
 
 
 def _is_sequence(origin: Any) -> bool:
-    import collections.abc as abc
     return inspect.isclass(origin) and issubclass(origin, abc.Sequence) and not issubclass(origin, str)
 
 
 def _is_mapping(origin: Any) -> bool:
-    import collections.abc as abc
     return inspect.isclass(origin) and issubclass(origin, abc.Mapping)
 
 
