@@ -143,6 +143,8 @@ class LLMClient:
     _cache: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     _journal: CallJournal | None = field(default=None, repr=False)
     _sem: asyncio.Semaphore | None = field(default=None, repr=False)
+    #: cache key -> done when the one request making that call has its answer
+    _inflight: dict[str, asyncio.Future[None]] = field(default_factory=dict, repr=False)
 
     @property
     def model(self) -> str:
@@ -183,10 +185,23 @@ class LLMClient:
             self._sem = asyncio.Semaphore(self.concurrency)
         key = cache_key(self.backend.name, self.backend.model, request)
         call_id = uuid.uuid4().hex[:16]
+        if key not in self._cache and key in self._inflight:
+            # The same request is on its way: its answer will be this one's (one payment).
+            await asyncio.shield(self._inflight[key])
         cached = self._cache.get(key)
         if cached is not None:
             self._record(call_id, key, request, cached, True, "ok", None, 0.0)
             return LLMReply(cached["message"], call_id, True, "ok")
+        done = self._inflight[key] = asyncio.get_running_loop().create_future()
+        try:
+            return await self._complete(request, key, call_id)
+        finally:
+            if self._inflight.get(key) is done:
+                del self._inflight[key]
+            done.set_result(None)
+
+    async def _complete(self, request: LLMRequest, key: str, call_id: str) -> LLMReply:
+        assert self._sem is not None
         async with self._sem:
             started = time.perf_counter()
             try:

@@ -76,3 +76,44 @@ def test_cost_estimate_is_zero_locally_and_unknown_for_unpriced_models(monkeypat
     assert estimated_cost_usd("openai", "some-model", 1, 1) is None
     monkeypatch.setenv("MAGNET_PRICES_PER_MTOK", '{"some-model": [1.0, 2.0]}')
     assert estimated_cost_usd("openai", "some-model", 10**6, 10**6) == 3.0
+
+
+class SlowFakeBackend(ScriptedFakeBackend):
+    """A scripted fake that takes a while, so identical requests overlap in flight."""
+
+    async def complete(self, request):
+        await asyncio.sleep(0.05)
+        return await super().complete(request)
+
+
+def test_identical_requests_in_flight_together_pay_once(tmp_path):
+    backend = SlowFakeBackend(lambda r: {"n": 1})
+    client = LLMClient(backend, LineageStore(tmp_path / "l.duckdb"), tmp_path / "j").open()
+    same = LLMRequest(messages=[{"role": "user", "content": "hi"}])
+    other = LLMRequest(messages=[{"role": "user", "content": "bye"}])
+    replies = asyncio.run(client.gather([same, same, other, same]))
+    client.close()
+    assert len(backend.requests) == 2
+    assert [r.cache_hit for r in replies] == [False, True, False, True]
+    assert len({r.content for r in replies}) == 1 and client.stats.cache_hits == 2
+
+
+def test_a_failed_request_in_flight_lets_the_waiting_twin_try_again(tmp_path):
+    answers = [RuntimeError("boom"), {"n": 2}]
+
+    class FailOnceBackend(SlowFakeBackend):
+        async def complete(self, request):
+            await asyncio.sleep(0.05)
+            answer = answers.pop(0)
+            if isinstance(answer, Exception):
+                self.requests.append(request)
+                raise answer
+            return await ScriptedFakeBackend.complete(self, request)
+
+    backend = FailOnceBackend(lambda r: {"n": 2})
+    client = LLMClient(backend, LineageStore(tmp_path / "l.duckdb"), tmp_path / "j").open()
+    same = LLMRequest(messages=[{"role": "user", "content": "hi"}])
+    first, second = asyncio.run(client.gather([same, same]))
+    client.close()
+    assert not first.ok and second.ok and not second.cache_hit
+    assert len(backend.requests) == 2
