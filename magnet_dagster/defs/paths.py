@@ -3,7 +3,8 @@
 Writes `paths` (walk, edges walked, turns after the operations, operations applied, shape,
 and the nested-call judge's LLM calls). Besides the multi-turn walks, single-turn examples
 (single, parallel, multiple, irrelevance) in the tool set's `mix`. Seeded: a rerun gives
-the same paths.
+the same paths. The nested-call judge's requests are independent, so batch mode sends them
+as one Vertex batch job first.
 """
 
 
@@ -74,8 +75,12 @@ def signature_paths(context: dg.AssetExecutionContext, lineage: LineageStoreReso
         if graph.edges[turn.functions[-1], t]["relation"] in ("full", "partial") and t not in path.functions
     })
 
+    requests = [nested_request(specs[s], specs[t]) for s, t in pairs]
+    batch_meta: dict[str, int] = {}
+
     async def judge(client: LLMClient) -> tuple[set[tuple[str, str]], dict[tuple[str, str], str]]:
-        replies = await asyncio.gather(*(client.chat(nested_request(specs[s], specs[t])) for s, t in pairs))
+        batch_meta.update(await teacher.prefetch(client, requests))
+        replies = await asyncio.gather(*(client.chat(r) for r in requests))
         nested = {p for p, r in zip(pairs, replies) if r.ok and parse_nested(r.json())}
         return nested, {p: r.call_id for p, r in zip(pairs, replies)}
 
@@ -111,4 +116,5 @@ def signature_paths(context: dg.AssetExecutionContext, lineage: LineageStoreReso
             "path_id": r["path_id"], "shape": r["shape"], "operations": ", ".join(r["operations"]),
             "turns": " | ".join("+".join(t["functions"]) or t["kind"] for t in r["turns"])} for r in rows])),
         **llm_meta,
+        **batch_meta,
     })
