@@ -20,13 +20,11 @@ import yaml
 
 from magnet_dagster.tools import bfcl, toolbench
 from magnet_dagster.tools.python_tools import PythonTarget, python_functions
-from magnet_dagster.tools.spec import FunctionSpec, ToolSetError, check_tool_set_name
+from magnet_dagster.tools.spec import PYTHON_TYPE_NAMES, FunctionSpec, ToolSetError, check_tool_set_name
 
 MANIFEST = "toolset.yaml"
 DATA_FILE_SUFFIXES = {".json", ".jsonl"}
 
-GORILLA_TYPES = {"dict": "object", "float": "number", "tuple": "array", "list": "array",
-                 "int": "integer", "str": "string", "bool": "boolean"}
 
 
 @dataclass
@@ -74,7 +72,7 @@ def gorilla_schema(schema: Any) -> Any:
         if key == "type" and isinstance(value, str):
             if value == "any":
                 continue
-            out[key] = GORILLA_TYPES.get(value, value)
+            out[key] = PYTHON_TYPE_NAMES.get(value, value)
         elif key == "properties" and isinstance(value, dict):
             out[key] = {k: gorilla_schema(v) for k, v in value.items()}
         elif key in ("items", "additionalProperties", "anyOf", "oneOf", "allOf"):

@@ -8,6 +8,10 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+#: Python type names as BFCL docs and ToolBench response templates write them -> JSON Schema types
+PYTHON_TYPE_NAMES = {"dict": "object", "float": "number", "tuple": "array", "list": "array",
+                     "int": "integer", "str": "string", "bool": "boolean"}
+
 TOOL_SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 

@@ -18,7 +18,7 @@ import re
 from collections import defaultdict
 from typing import Any
 
-from magnet_dagster.tools.spec import FunctionSpec
+from magnet_dagster.tools.spec import PYTHON_TYPE_NAMES, FunctionSpec
 
 MAX_NAME = 64
 #: the first word of a ToolBench type, lower-cased -> JSON Schema type; the rest (e.g.
@@ -28,8 +28,6 @@ TYPES = {"string": "string", "str": "string", "enum": "string", "date": "string"
          "number": "number", "float": "number", "double": "number", "integer": "integer",
          "int": "integer", "boolean": "boolean", "bool": "boolean", "array": "array",
          "list": "array", "object": "object", "dict": "object", "json": "object"}
-TEMPLATE_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean",
-                  "list": "array", "dict": "object"}
 
 
 def is_api_entry(item: Any) -> bool:
@@ -55,13 +53,16 @@ def _hash(*parts: str) -> str:
     return hashlib.sha1("\x1f".join(parts).encode()).hexdigest()[:8]
 
 
+def _with_hash(name: str, *parts: str) -> str:
+    """`name` cut to leave room for a hash of `parts`, which keeps it unique and stable."""
+    return f"{name[:MAX_NAME - 9].rstrip('_')}_{_hash(*parts)}"
+
+
 def derived_name(tool: str, api: str) -> str:
     name = f"{snake(api)}_for_{snake(tool)}" if tool else snake(api)
     if name[0].isdigit():
         name = f"api_{name}"
-    if len(name) > MAX_NAME:
-        name = f"{name[:MAX_NAME - 9].rstrip('_')}_{_hash(tool, api)}"
-    return name
+    return _with_hash(name, tool, api) if len(name) > MAX_NAME else name
 
 
 def _type_and_hint(raw: Any) -> tuple[str, str]:
@@ -77,13 +78,10 @@ def _coerce_default(value: Any, json_type: str) -> Any:
     """ToolBench writes defaults as strings ('10', 'true'); turn clean ones into the type."""
     if not isinstance(value, str):
         return value
-    try:
-        if json_type == "integer" and re.fullmatch(r"[-+]?\d+", value.strip()):
-            return int(value)
-        if json_type == "number" and re.fullmatch(r"[-+]?\d+(\.\d*)?([eE][-+]?\d+)?", value.strip()):
-            return float(value)
-    except ValueError:
-        return value
+    if json_type == "integer" and re.fullmatch(r"[-+]?\d+", value.strip()):
+        return int(value)
+    if json_type == "number" and re.fullmatch(r"[-+]?\d+(\.\d*)?([eE][-+]?\d+)?", value.strip()):
+        return float(value)
     if json_type == "boolean" and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
     return value
@@ -114,7 +112,7 @@ def template_schema(template: Any) -> dict[str, Any]:
     if isinstance(template, (int, float)):
         return {"type": "number"}
     if isinstance(template, str):
-        return {"type": TEMPLATE_TYPES[template]} if template in TEMPLATE_TYPES else {}
+        return {"type": PYTHON_TYPE_NAMES[template]} if template in PYTHON_TYPE_NAMES else {}
     return {}
 
 
@@ -149,7 +147,7 @@ def toolbench_functions(value: Any, source: str, category: str | None = None) ->
     for name, origins in sorted(by_name.items()):
         for origin in origins:
             api, where = seen[origin]
-            unique = name if len(origins) == 1 else f"{name[:MAX_NAME - 9]}_{_hash(*origin)}"
+            unique = name if len(origins) == 1 else _with_hash(name, *origin)
             specs.append(_spec(unique, origin, api, where))
     return specs
 
