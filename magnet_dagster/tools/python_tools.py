@@ -200,6 +200,7 @@ def parse_docstring(doc: str) -> tuple[str, dict[str, str], str]:
     returns: list[str] = []
     section = None
     current = None
+    arg_indent = _arg_indent(doc)
     for line in doc.splitlines():
         stripped = line.strip()
         if SECTION.match(stripped):
@@ -219,7 +220,7 @@ def parse_docstring(doc: str) -> tuple[str, dict[str, str], str]:
             summary.append(stripped)
         elif section in ("args", "arguments", "parameters", "params"):
             match = GOOGLE_ARG.match(line)
-            if match and (len(line) - len(line.lstrip())) <= _arg_indent(doc):
+            if match and (len(line) - len(line.lstrip())) <= arg_indent:
                 current = match.group(1).lstrip("*")
                 params[current] = match.group(2).strip()
             elif current and stripped:
