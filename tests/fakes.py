@@ -9,9 +9,13 @@ from magnet_dagster.llm.client import LLMRequest, RawReply
 
 @dataclass
 class ScriptedFakeBackend:
-    """Answers each request with `script(request)`; records every request it saw."""
+    """Answers each request with `script(request)`; records every request it saw.
 
-    script: Callable[[LLMRequest], dict[str, Any] | str]
+    A string is the reply's content, a dict is dumped to JSON content, and a `RawReply`
+    is returned as is (for tool calls or hostile message shapes).
+    """
+
+    script: Callable[[LLMRequest], dict[str, Any] | str | RawReply]
     name: str = "fake"
     model: str = "scripted-fake"
     requests: list[LLMRequest] = field(default_factory=list)
@@ -19,6 +23,8 @@ class ScriptedFakeBackend:
     async def complete(self, request: LLMRequest) -> RawReply:
         self.requests.append(request)
         answer = self.script(request)
+        if isinstance(answer, RawReply):
+            return answer
         content = answer if isinstance(answer, str) else json.dumps(answer)
         return RawReply({"role": "assistant", "content": content}, 10, 5)
 

@@ -10,7 +10,7 @@ import sys
 
 import dagster as dg
 
-from magnet_dagster.defs.catalog import find_tool_set
+from magnet_dagster.tools.catalog import find_tool_set
 from magnet_dagster.defs.partitions import tool_sets
 from magnet_dagster.tools.spec import ToolSetError, check_tool_set_name
 

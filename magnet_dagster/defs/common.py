@@ -1,6 +1,5 @@
 """What every stage's asset shares: the partition, metadata builders, the LLM-run wrapper."""
 
-
 import asyncio
 from collections import Counter
 from typing import Any, Awaitable, Callable, TypeVar
@@ -11,9 +10,8 @@ from magnet_dagster.llm.client import LLMClient
 from magnet_dagster.llm.pricing import estimated_cost_usd
 from magnet_dagster.store.lineage import LineageStore
 from magnet_dagster.defs.partitions import tool_sets
-from magnet_dagster.synthesis.options import SynthesisOptions
 
-__all__ = ["tool_sets", "md_table", "counts_table", "options_for", "executor_for", "run_with_llm", "Progress"]
+__all__ = ["tool_sets", "md_table", "counts_table", "check_partitions", "run_with_llm", "Progress"]
 
 T = TypeVar("T")
 
@@ -36,20 +34,18 @@ def counts_table(counter: Counter[str] | dict[str, int], key: str = "reason") ->
     return md_table([{key: k, "count": v} for k, v in sorted(counter.items(), key=lambda kv: -kv[1])], limit=30)
 
 
-def _catalog_row(store: LineageStore, tool_set: str) -> dict[str, Any]:
-    rows = store.query("SELECT options, executor FROM tool_sets WHERE tool_set = ?", [tool_set])
-    if not rows:
-        raise dg.Failure(f"tool set {tool_set!r} has no catalog yet: materialize function_catalog first")
-    return rows[0]
-
-
-def options_for(store: LineageStore, tool_set: str) -> SynthesisOptions:
-    return SynthesisOptions.from_mapping(_catalog_row(store, tool_set)["options"])
-
-
-def executor_for(store: LineageStore, tool_set: str) -> dict[str, Any]:
-    """How the tool set's functions run (`{"kind": "bfcl", ...}` / simulated), as the catalog found it."""
-    return _catalog_row(store, tool_set)["executor"]
+def check_partitions(context: dg.AssetCheckExecutionContext, store: LineageStore) -> list[str]:
+    """The tool sets a check looks at: its run's partition only, so one bad tool set never blocks
+    another's run; every stored tool set when the check runs outside a partitioned run."""
+    if context.has_partition_key:
+        return [context.partition_key]
+    try:
+        key = context.run.tags.get("dagster/partition")
+    except dg.DagsterError:  # invoked directly, outside any run
+        key = None
+    if key:
+        return [key]
+    return [r["tool_set"] for r in store.query("SELECT tool_set FROM tool_sets ORDER BY tool_set")]
 
 
 def run_with_llm(context: dg.AssetExecutionContext, client: LLMClient,

@@ -14,10 +14,11 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from magnet_dagster import config
+from magnet_dagster.graph.judge import Prefetch
 from magnet_dagster.llm import local_server
 from magnet_dagster.llm.backends import BackendSettings, make_backend, make_batch_runner
 from magnet_dagster.llm.batch_mode import prefetch_with_batch
-from magnet_dagster.llm.client import LLMClient, LLMRequest
+from magnet_dagster.llm.client import Backend, LLMClient, LLMRequest
 from magnet_dagster.llm.vllm_server import start_vllm
 from magnet_dagster.store.lineage import LineageStore
 
@@ -70,24 +71,30 @@ class LLMResource(dg.ConfigurableResource):
             self._vllm.stop()
             self._vllm = None
 
-    def client(self, store: LineageStore, context: dg.AssetExecutionContext) -> LLMClient:
+    def backend(self) -> Backend:
+        """The role's backend, starting its server first when the role needs one here."""
         settings = self.settings()
         url, model = self._server(settings)
+        return make_backend(settings, url, model)
+
+    def client(self, store: LineageStore, context: dg.AssetExecutionContext) -> LLMClient:
         return LLMClient(
-            backend=make_backend(settings, url, model), store=store,
+            backend=self.backend(), store=store,
             journal_dir=config.magnet_home() / "llm_journal",
             tool_set=context.partition_key if context.has_partition_key else None, run_id=context.run.run_id,
             asset=context.asset_key.to_user_string(), concurrency=self.concurrency,
         ).open()
 
-    async def prefetch(self, client: LLMClient, requests: Sequence[LLMRequest]) -> dict[str, int]:
-        """In batch mode, answer a bulk step's independent requests by one batch job into the cache.
-
-        Returns the counts as asset metadata; `{}` (and no work) when the role stays online.
+    def prefetcher(self, client: LLMClient) -> Prefetch | None:
+        """In batch mode, a function that answers a bulk step's independent requests by one batch
+        job into the cache and returns the counts as asset metadata; None when the role stays online.
         """
         runner = make_batch_runner(self.settings())
         if runner is None:
-            return {}
-        workdir = config.magnet_home() / "batch" / f"{client.run_id or 'run'}-{uuid.uuid4().hex[:8]}"
-        outcome = await prefetch_with_batch(client, requests, runner, workdir)
-        return outcome.as_metadata()
+            return None
+
+        async def prefetch(requests: Sequence[LLMRequest]) -> dict[str, int]:
+            workdir = config.magnet_home() / "batch" / f"{client.run_id or 'run'}-{uuid.uuid4().hex[:8]}"
+            outcome = await prefetch_with_batch(client, requests, runner, workdir)
+            return outcome.as_metadata()
+        return prefetch

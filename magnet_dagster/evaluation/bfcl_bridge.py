@@ -224,7 +224,7 @@ async def run_student_on_entry(client: Any, entry: dict[str, Any], category: str
     until the student answers without a call or `max_steps` is reached.
     """
     from magnet_dagster.llm.client import LLMRequest
-    from magnet_dagster.synthesis.distillation import tool_messages
+    from magnet_dagster.tools.messages import tool_messages
 
     specs = class_specs(entry["involved_classes"])
     model_name = f"magnet_student_{uuid.uuid4().hex[:12]}"

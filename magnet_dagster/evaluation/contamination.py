@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Any, Iterable
 
 from magnet_dagster.tools import bfcl
+from magnet_dagster.tools.executors import conversation_seed
 
 CATEGORIES = ("multi_turn_base", "multi_turn_miss_func", "multi_turn_miss_param", "multi_turn_long_context")
 SHINGLE = 10  # words: a run this long shared with a BFCL question is a copy, not a coincidence
@@ -90,3 +91,16 @@ def copied_states(states: Iterable[tuple[str, str, Any]], data: BfclEvaluationDa
 def shares_functions(function_names: Iterable[str], data: BfclEvaluationData | None = None) -> bool:
     data = data or bfcl_evaluation_data()
     return bool(set(function_names) & data.functions)
+
+
+def partition_findings(function_names: list[str], turns: list[dict[str, Any]],
+                       executor: dict[str, Any]) -> list[dict[str, str]] | None:
+    """Copied BFCL questions and starting states in one tool set's turns; None when it shares no
+    function with BFCL (nothing to check)."""
+    if not shares_functions(function_names):
+        return None
+    findings = copied_queries((t["turn_id"], t["query"]) for t in turns)
+    classes = (executor or {}).get("classes") or []
+    paths = sorted({t["path_id"] for t in turns})
+    findings += copied_states((p, cls, bfcl.initial_state(cls, conversation_seed(p))) for p in paths for cls in classes)
+    return findings

@@ -13,15 +13,14 @@ say it cannot.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from magnet_dagster.llm.client import LLMClient, LLMRequest
-from magnet_dagster.synthesis.distillation import NEW_TOOLS_PREFIX, asks_or_refuses, tool_messages
 from magnet_dagster.tools.calls import ToolCall, calls_mismatch
-from magnet_dagster.tools.executors import Executor
+from magnet_dagster.tools.executors import Executor, ExecutorFactory, conversation_seed
+from magnet_dagster.tools.messages import announced_tools, asks_or_refuses, tool_messages
 from magnet_dagster.tools.spec import FunctionSpec
 
 TEACHER_FORCED, FREE_RUNNING = "teacher_forced", "free_running"
@@ -53,13 +52,10 @@ def tools_at(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> lis
     """The conversation's tools plus those announced so far (a `miss_func` function arrives later)."""
     offered = list(tools)
     names = {t["function"]["name"] for t in offered}
-    for m in messages:
-        content = m.get("content") or ""
-        if m["role"] == "system" and content.startswith(NEW_TOOLS_PREFIX):
-            for tool in json.loads(content[len(NEW_TOOLS_PREFIX):]):
-                if tool["function"]["name"] not in names:
-                    offered.append(tool)
-                    names.add(tool["function"]["name"])
+    for tool in announced_tools(messages):
+        if tool["function"]["name"] not in names:
+            offered.append(tool)
+            names.add(tool["function"]["name"])
     return offered
 
 
@@ -188,3 +184,13 @@ def verdict_row(v: TurnVerdict, tool_set: str, run_id: str, model: str) -> dict[
         "llm_call_id": v.llm_call_id, "mode": v.mode, "operations": v.operations,
         "categories": v.categories, "state_match": v.state_match,
     }
+
+
+async def evaluate(client: LLMClient, tests: list[dict[str, Any]], specs: dict[str, FunctionSpec],
+                   factory: ExecutorFactory) -> list[TurnVerdict]:
+    """Every test conversation teacher-forced, and free-running too when its tools really execute."""
+    jobs = [teacher_forced(client, t, specs, t["operations"]) for t in tests]
+    if factory.executable:
+        jobs += [free_running(client, t, specs, t["operations"],
+                              lambda seed=conversation_seed(t["path_id"]): factory.new(seed)) for t in tests]
+    return [v for conv in await asyncio.gather(*jobs) for v in conv]

@@ -7,12 +7,18 @@ so graph building costs about one LLM call per function, not one per pair.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from magnet_dagster.llm.client import LLMRequest
-from magnet_dagster.tools.spec import FunctionSpec
+from magnet_dagster.graph.candidates import candidate_pairs
+from magnet_dagster.llm.client import LLMClient, LLMRequest
+from magnet_dagster.tools.spec import FunctionSpec, stable_id
+
+#: Answers a bulk step's independent requests ahead of the online loop (batch mode); returns counts.
+Prefetch = Callable[[Sequence[LLMRequest]], Awaitable[dict[str, int]]]
 
 RELATIONS = ("full", "partial", "prerequisite", "none")
 
@@ -105,3 +111,45 @@ def nested_request(source: FunctionSpec, target: FunctionSpec) -> LLMRequest:
 
 def parse_nested(reply: Any) -> bool:
     return isinstance(reply, dict) and reply.get("nested") is True
+
+
+@dataclass
+class GraphJudgement:
+    """Every judged pair as a `graph_edges` row (plus `source` / `target` names for the graph)."""
+
+    edges: list[dict[str, Any]]
+    candidate_pairs: int
+    batch: dict[str, int] = field(default_factory=dict)
+
+
+async def judge_graph(client: LLMClient, specs: dict[str, FunctionSpec], tool_set: str, run_id: str, k: int,
+                      prefetch: Prefetch | None = None, tick: Callable[[], None] | None = None) -> GraphJudgement:
+    """Judge each function's k best candidates in one request; unparsed verdicts are simply absent."""
+    candidates = {s: cs for s, cs in candidate_pairs(list(specs.values()), k=k).items() if cs}
+    requests = {s: edge_request(specs[s], [specs[c.target] for c in cs]) for s, cs in candidates.items()}
+    batch = await prefetch(list(requests.values())) if prefetch else {}
+
+    async def one(source: str) -> list[dict[str, Any]]:
+        reply = await client.chat(requests[source])
+        if tick:
+            tick()
+        scores = {c.target: c.score for c in candidates[source]}
+        return [{
+            "edge_id": stable_id(tool_set, v.source, v.target), "tool_set": tool_set, "run_id": run_id,
+            "source_id": specs[v.source].function_id(tool_set), "target_id": specs[v.target].function_id(tool_set),
+            "source": v.source, "target": v.target, "relation": v.relation, "reason": v.reason,
+            "score": scores[v.target], "llm_call_id": reply.call_id,
+        } for v in parse_edges(source, list(scores), reply.json() if reply.ok else None)]
+
+    edges = [e for found in await asyncio.gather(*(one(s) for s in candidates)) for e in found]
+    return GraphJudgement(edges, sum(len(cs) for cs in candidates.values()), batch)
+
+
+async def judge_nested(client: LLMClient, specs: dict[str, FunctionSpec], pairs: list[tuple[str, str]],
+                       prefetch: Prefetch | None = None) -> tuple[set[tuple[str, str]], dict[tuple[str, str], str], dict[str, int]]:
+    """(pairs judged nested, the judging call of every pair, batch counts)."""
+    requests = [nested_request(specs[s], specs[t]) for s, t in pairs]
+    batch = await prefetch(requests) if prefetch else {}
+    replies = await asyncio.gather(*(client.chat(r) for r in requests))
+    nested = {p for p, r in zip(pairs, replies) if r.ok and parse_nested(r.json())}
+    return nested, {p: r.call_id for p, r in zip(pairs, replies)}, batch

@@ -61,6 +61,20 @@ class SignaturePath:
     def functions(self) -> list[str]:
         return [f for t in self.turns for f in t.functions]
 
+    def as_row(self, tool_set: str, run_id: str, path_id: str, function_ids: dict[str, str],
+               edge_ids: list[str], llm_call_ids: list[str]) -> dict[str, Any]:
+        """The `paths` row: the walk as function ids, the turns as stored JSON."""
+        return {"path_id": path_id, "tool_set": tool_set, "run_id": run_id,
+                "walk": [function_ids[f] for f in self.walk], "edge_ids": edge_ids,
+                "turns": [t.as_dict() for t in self.turns], "operations": list(self.operations),
+                "shape": self.shape, "llm_call_ids": llm_call_ids}
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "SignaturePath":
+        """A stored path back (its walk stays as the stored function ids)."""
+        return cls(walk=tuple(row["walk"]), turns=tuple(Turn.from_dict(t) for t in row["turns"]),
+                   operations=tuple(row["operations"]), shape=row.get("shape") or MULTI_TURN)
+
 
 def random_walk(graph: nx.DiGraph, start: str, steps: int, rng: random.Random) -> list[str]:
     """Up to `steps` functions along edges from `start`, no node twice, stopping at dead ends."""

@@ -3,7 +3,9 @@
 Backends only turn an `LLMRequest` into a raw reply; this module owns what must be the
 same for all of them: the content-addressed cache, the per-call record, concurrency and
 the failure budget. A call that still fails after retries comes back as an error reply
-(recorded, counted) so the caller skips one item instead of crashing the asset.
+(recorded, counted) so the caller skips one item instead of crashing the asset. So does a
+reply that breaks `Limits` (too long, nested too deep): it is never parsed and never cached,
+and neither is a cached answer that breaks them (a home filled by an older version).
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
+from magnet_dagster.config import Limits, limits as read_limits
+from magnet_dagster.llm.journal import CallJournal, IngestReport, ingest_journals
+from magnet_dagster.llm.reply_guard import scrub, scrub_text, violation
 from magnet_dagster.store.lineage import LineageStore
-from magnet_dagster.llm.journal import CallJournal, ingest_journals
 from magnet_dagster.tools.calls import CallParseError, ToolCall, parse_message_calls
 
 
@@ -69,20 +73,24 @@ class LLMReply:
         return self.message.get("content") or ""
 
     def json(self) -> Any:
-        """The content parsed as JSON (structured output), or None."""
-        text = self.content.strip()
+        """The content parsed as JSON (structured output), or None; never raises."""
+        content = self.content
+        if not isinstance(content, str):
+            return None
+        text = content.strip()
         if text.startswith("```"):
             text = text.strip("`").removeprefix("json").strip()
         try:
             # strict=False: small models put raw newlines inside strings; the value is still data.
             return json.loads(text, strict=False)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             return None
 
     def tool_calls(self) -> list[ToolCall]:
+        """The calls in the reply, or [] when there are none or they cannot be read; never raises."""
         try:
             return parse_message_calls(self.message)
-        except (CallParseError, json.JSONDecodeError):
+        except (CallParseError, ValueError, RecursionError, TypeError, KeyError, AttributeError):
             return []
 
 
@@ -99,6 +107,25 @@ def cache_key(backend: str, model: str, request: LLMRequest) -> str:
     """Hash of everything that changes the answer: backend, model and the whole request."""
     payload = {"backend": backend, "model": model, **request.canonical()}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def vetted(response: Any, bounds: Limits) -> dict[str, Any] | None:
+    """A cache response (`{"message", "input_tokens", "output_tokens"}`) made safe, or None if unusable.
+
+    Strings are scrubbed to valid Unicode; a message that breaks `bounds` is None (a miss).
+    """
+    if not isinstance(response, dict):
+        return None
+    response = scrub(response)
+    return response if violation(response.get("message"), bounds) is None else None
+
+
+def _load_response(text: str, bounds: Limits) -> dict[str, Any] | None:
+    """One stored `llm_cache.response`, parsed and vetted; unreadable is a miss, never an error."""
+    try:
+        return vetted(json.loads(text), bounds)
+    except (ValueError, RecursionError):
+        return None
 
 
 def _now() -> str:
@@ -139,8 +166,15 @@ class LLMClient:
     run_id: str | None = None
     asset: str | None = None
     concurrency: int = 4
+    #: bounds on replies, read from the environment when the client is built
+    limits: Limits = field(default_factory=read_limits)
     stats: CallStats = field(default_factory=CallStats)
+    #: quarantine files journal ingests wrote while this client lived (for the caller to report)
+    quarantined: list[Path] = field(default_factory=list)
     _cache: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    #: keys whose stored answer broke the bounds (a miss); a fresh answer replaces it on close
+    _rejected: set[str] = field(default_factory=set, repr=False)
+    _superseded: set[str] = field(default_factory=set, repr=False)
     _journal: CallJournal | None = field(default=None, repr=False)
     _sem: asyncio.Semaphore | None = field(default=None, repr=False)
     #: cache key -> done when the one request making that call has its answer
@@ -151,14 +185,26 @@ class LLMClient:
         return self.backend.model
 
     def open(self) -> "LLMClient":
-        ingest_journals(self.journal_dir, self.store)
+        self._note(ingest_journals(self.journal_dir, self.store))
+        # Read as text and vetted one by one: an entry an older version cached past today's
+        # bounds is a miss, and a hostile one cannot fail the query.
         rows = self.store.query(
-            "SELECT cache_key, response FROM llm_cache WHERE backend = ? AND model = ?",
+            "SELECT cache_key, CAST(response AS VARCHAR) AS response FROM llm_cache WHERE backend = ? AND model = ?",
             [self.backend.name, self.backend.model],
         )
-        self._cache = {r["cache_key"]: r["response"] for r in rows}
+        self._cache, self._rejected = {}, set()
+        for r in rows:
+            response = _load_response(r["response"], self.limits)
+            if response is None:
+                self._rejected.add(r["cache_key"])
+            else:
+                self._cache[r["cache_key"]] = response
         self._journal = CallJournal(self.journal_dir)
         return self
+
+    def _note(self, report: IngestReport) -> IngestReport:
+        self.quarantined += [p for p in report.quarantined if p not in self.quarantined]
+        return report
 
     async def aclose(self) -> None:
         await self.backend.aclose()
@@ -170,13 +216,30 @@ class LLMClient:
     def remember(self, answers: dict[str, RawReply]) -> None:
         """Answers that reached `llm_cache` after this client opened (a batch job's), served as hits."""
         for key, raw in answers.items():
-            self._cache[key] = {"message": raw.message, "input_tokens": raw.input_tokens,
-                                "output_tokens": raw.output_tokens}
+            response = vetted({"message": raw.message, "input_tokens": raw.input_tokens,
+                               "output_tokens": raw.output_tokens}, self.limits)
+            if response is not None:
+                self._cache[key] = response
 
     def close(self) -> None:
         if self._journal is not None:
-            self._journal.close_into(self.store)
+            self._drop_superseded()
+            self._note(self._journal.close_into(self.store))
             self._journal = None
+
+    def _drop_superseded(self) -> None:
+        """Delete stored answers this run replaced, so the fresh ones (journalled) can take their key.
+
+        Only replaced ones: an answer merely outside today's bounds is kept, in case they widen.
+        """
+        if not self._superseded:
+            return
+        with self.store.connect() as con:
+            con.execute(
+                "DELETE FROM llm_cache WHERE backend = ? AND model = ? AND list_contains(?, cache_key)",
+                [self.backend.name, self.backend.model, sorted(self._superseded)],
+            )
+        self._superseded.clear()
 
     async def chat(self, request: LLMRequest) -> LLMReply:
         if self._journal is None:
@@ -208,15 +271,22 @@ class LLMClient:
                 raw = await self.backend.complete(request)
             except Exception as exc:  # noqa: BLE001 - recorded and counted, never raised
                 latency = (time.perf_counter() - started) * 1000
-                error = f"{type(exc).__name__}: {exc}"[:500]
+                error = scrub_text(f"{type(exc).__name__}: {exc}"[:500])
                 self._record(call_id, key, request, None, False, "error", error, latency)
                 return LLMReply({"role": "assistant", "content": ""}, call_id, False, "error", error)
             latency = (time.perf_counter() - started) * 1000
-        response = {"message": raw.message, "input_tokens": raw.input_tokens,
+        response = {"message": scrub(raw.message), "input_tokens": raw.input_tokens,
                     "output_tokens": raw.output_tokens}
+        error = violation(response["message"], self.limits)
+        if error is not None:
+            # Paid for (tokens counted) but unusable: recorded as an error, never cached.
+            self._record(call_id, key, request, response, False, "error", error, latency)
+            return LLMReply({"role": "assistant", "content": ""}, call_id, False, "error", error)
         self._cache[key] = response
+        if key in self._rejected:
+            self._superseded.add(key)
         self._record(call_id, key, request, response, False, "ok", None, latency)
-        return LLMReply(raw.message, call_id, False, "ok")
+        return LLMReply(response["message"], call_id, False, "ok")
 
     def _record(
         self, call_id: str, key: str, request: LLMRequest, response: dict[str, Any] | None,

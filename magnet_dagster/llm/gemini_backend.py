@@ -15,7 +15,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from magnet_dagster.config import limits
 from magnet_dagster.llm.client import LLMRequest, RawReply
+from magnet_dagster.llm.reply_guard import scrub
 
 #: Finish reasons whose candidate must not be used even when it carries some parts.
 UNUSABLE_FINISH = frozenset({
@@ -99,7 +101,11 @@ def _as_rest_json(response: Any) -> dict[str, Any]:
 
 
 def from_gemini_response(response: Any) -> RawReply:
-    """A `GenerateContentResponse` (SDK object or its REST JSON) -> OpenAI-shaped reply."""
+    """A `GenerateContentResponse` (SDK object or its REST JSON) -> OpenAI-shaped reply.
+
+    Strings are scrubbed to valid Unicode here too, because batch answers go into
+    `llm_cache` without passing through `LLMClient`.
+    """
     data = _as_rest_json(response)
     candidates = data.get("candidates") or []
     if not candidates:
@@ -125,7 +131,7 @@ def from_gemini_response(response: Any) -> RawReply:
         message["tool_calls"] = calls
     usage = data.get("usageMetadata") or {}
     return RawReply(
-        message=message,
+        message=scrub(message),
         input_tokens=usage.get("promptTokenCount", 0) or 0,
         output_tokens=(usage.get("candidatesTokenCount", 0) or 0) + (usage.get("thoughtsTokenCount", 0) or 0),
     )
@@ -141,7 +147,8 @@ class GeminiBackend:
     base_url: str | None = None
     credentials: Any = None
     name: str = "gemini"
-    timeout_s: float = 120.0
+    #: seconds per attempt; `MAGNET_LLM_TIMEOUT_S` when the backend is built
+    timeout_s: float = field(default_factory=lambda: limits().llm_timeout_s)
     max_attempts: int = 5
     retry_initial_delay_s: float = 1.0
     max_backoff_s: float = 20.0

@@ -15,6 +15,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from magnet_dagster.config import limits
 from magnet_dagster.llm.client import LLMRequest, RawReply
 
 RETRYABLE = (
@@ -83,7 +84,8 @@ class OpenAICompatibleBackend:
     api_key: str = "not-needed"
     structured_output: str = "json_schema"
     native_tools: bool = True
-    timeout_s: float = 120.0
+    #: seconds per attempt; `MAGNET_LLM_TIMEOUT_S` when the backend is built
+    timeout_s: float = field(default_factory=lambda: limits().llm_timeout_s)
     max_attempts: int = 5
     max_backoff_s: float = 20.0
     _client: openai.AsyncOpenAI | None = field(default=None, repr=False)

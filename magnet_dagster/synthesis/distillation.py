@@ -8,17 +8,20 @@ the same prefix with a wrong hint of a named error type.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
-import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from magnet_dagster.graph.paths import CALL, IRRELEVANT, MISS_FUNC, MISS_PARAMS
 from magnet_dagster.llm.client import LLMClient, LLMRequest
-from magnet_dagster.synthesis.translation import TurnResult, calls_schema
-from magnet_dagster.tools.calls import ToolCall, calls_mismatch
-from magnet_dagster.tools.spec import FunctionSpec
+from magnet_dagster.synthesis.results import TRAJECTORIES, PathRejection, TurnResult
+from magnet_dagster.synthesis.translation import calls_schema
+from magnet_dagster.tools.calls import CallParseError, ToolCall, calls_mismatch
+from magnet_dagster.tools.messages import asks_or_refuses, new_tools_message, tool_messages
+from magnet_dagster.tools.spec import FunctionSpec, stable_id
 
 SYSTEM_PROMPT = "You are a helpful assistant that can call functions to complete the user's requests."
 HINT_MARKER = "[reference hint]"
@@ -40,31 +43,8 @@ REPLY_PROMPT = ("Write the assistant's short reply to the user, based on the fun
 
 CONTENT_SCHEMA = {"type": "object", "properties": {"content": {"type": "string", "minLength": 4, "maxLength": 400}},
                   "required": ["content"]}
-_ASKS_OR_REFUSES = re.compile(r"\?|\b(can ?not|can't|unable|not able|don't have|do not have|no (?:tool|function))\b", re.I)
-
 ERROR_TYPES = ("wrong_function", "missing_nested_call", "missing_parallel_call", "wrong_dependency_value",
                "hallucinated_missing_param", "answer_instead_of_ask", "call_instead_of_refusing")
-
-
-def asks_or_refuses(text: str) -> bool:
-    return bool(_ASKS_OR_REFUSES.search(text or ""))
-
-
-def tool_messages(calls: list[ToolCall], outputs: list[Any], turn: int) -> tuple[dict, list[dict]]:
-    ids = [f"call_{turn}_{i}" for i in range(len(calls))]
-    assistant = {"role": "assistant", "content": None,
-                 "tool_calls": [c.openai(i) for c, i in zip(calls, ids)]}
-    results = [{"role": "tool", "tool_call_id": i, "name": c.name, "content": json.dumps(o)}
-               for c, o, i in zip(calls, outputs, ids)]
-    return assistant, results
-
-
-NEW_TOOLS_PREFIX = "New functions are now available: "
-
-
-def new_tools_message(specs: list[FunctionSpec]) -> dict[str, Any]:
-    """BFCL's miss_func convention: a withheld function arrives in a system message later."""
-    return {"role": "system", "content": NEW_TOOLS_PREFIX + json.dumps([s.openai_tool() for s in specs])}
 
 
 @dataclass
@@ -104,10 +84,13 @@ async def assistant_turn(
         raw = data.get("calls") if isinstance(data, dict) else None
         try:
             calls = [ToolCall.from_dict(c) for c in raw] if isinstance(raw, list) else []
-        except (ValueError, TypeError):
+        except (CallParseError, ValueError, TypeError, AttributeError):
             calls = []
         if not calls:
             return AssistantTurn([], [], ids, False, "teacher made no call")
+        unoffered = sorted({c.name for c in calls} - {s.name for s in offered})
+        if unoffered:  # a reply that ignores the schema never becomes data, not even a negative
+            return AssistantTurn([], [], ids, False, f"teacher called functions not offered: {unoffered}")
         return AssistantTurn([], calls, ids, True)
     if answer_anyway:
         hint = ANSWER_HINT.format()
@@ -133,10 +116,14 @@ class Trajectory:
     turn_starts: list[int] = field(default_factory=list)
 
 
+def _reject(turn_index: int, rule: str, reason: str) -> PathRejection:
+    return PathRejection(TRAJECTORIES, turn_index, rule, reason)
+
+
 async def positive_trajectory(
     client: LLMClient, turns: list[TurnResult], specs: dict[str, FunctionSpec], seed: int,
-) -> Trajectory | tuple[int, str, str]:
-    """The distilled conversation, or (turn index, rule, reason) for the turn that failed."""
+) -> Trajectory | PathRejection:
+    """The distilled conversation, or the rejection of the turn that failed."""
     all_tools = list(dict.fromkeys(n for t in turns for n in t.tools))
     withheld = {f for t in turns if t.kind == MISS_FUNC for f in t.functions}
     convo_tools = [specs[n].openai_tool() for n in all_tools if n in specs and n not in withheld]
@@ -151,11 +138,11 @@ async def positive_trajectory(
         out = await assistant_turn(client, messages, turn, turn.calls or None, specs, seed + i)
         ids.extend(out.llm_call_ids)
         if not out.ok:
-            return i, "teacher_failed", out.reason or "teacher failed"
+            return _reject(i, "teacher_failed", out.reason or "teacher failed")
         if turn.kind == CALL:
             mismatch = calls_mismatch(turn.calls, out.calls, specs)
             if mismatch:
-                return i, "calls_mismatch", mismatch
+                return _reject(i, "calls_mismatch", mismatch)
             assistant, results = tool_messages(out.calls, turn.outputs, i)
             messages.append(assistant)
             messages.extend(results)
@@ -165,11 +152,12 @@ async def positive_trajectory(
             ids.append(reply.call_id)
             data = reply.json()
             if not isinstance(data, dict) or not isinstance(data.get("content"), str):
-                return i, "teacher_failed", "no final reply after the tool results"
+                return _reject(i, "teacher_failed", "no final reply after the tool results")
             messages.append({"role": "assistant", "content": data["content"].strip()})
         else:
             if not asks_or_refuses(out.messages[0]["content"]):
-                return i, "no_ask_or_refusal", f"{turn.kind} turn neither asks nor refuses: {out.messages[0]['content'][:120]!r}"
+                return _reject(i, "no_ask_or_refusal",
+                               f"{turn.kind} turn neither asks nor refuses: {out.messages[0]['content'][:120]!r}")
             messages.extend(out.messages)
     return Trajectory(messages, convo_tools, ids, starts)
 
@@ -259,3 +247,52 @@ async def preference_pair(
 
 def contains_hint(messages: list[dict[str, Any]]) -> bool:
     return any(HINT_MARKER in (m.get("content") or "") for m in messages)
+
+
+@dataclass
+class DistillationOutcome:
+    """`trajectories`, `preference_pairs` and `path_rejections` rows of one partition."""
+
+    trajectory_rows: list[dict[str, Any]]
+    pair_rows: list[dict[str, Any]]
+    rejection_rows: list[dict[str, Any]]
+    paths_in: int
+
+
+async def distill_paths(client: LLMClient, turns_by_path: dict[str, list[dict[str, Any]]],
+                        specs: dict[str, FunctionSpec], tool_set: str, run_id: str, seed: int, negatives: bool,
+                        tick: Callable[[], None] | None = None) -> DistillationOutcome:
+    """A positive trajectory per path with translated turns, and at most one preference pair each."""
+    names = {s.function_id(tool_set): n for n, s in specs.items()}
+
+    async def one(i: int, path_id: str, rows: list[dict[str, Any]]):
+        turns = [TurnResult.from_row(r, names) for r in sorted(rows, key=lambda r: r["turn_index"])]
+        traj = await positive_trajectory(client, turns, specs, seed=seed + i)
+        pair = None
+        if isinstance(traj, Trajectory) and negatives:
+            pair = await preference_pair(client, traj, turns, specs, random.Random(f"{seed}:neg:{path_id}"),
+                                         seed=seed + i)
+        if tick:
+            tick()
+        return traj, pair
+
+    ordered = sorted(turns_by_path.items())
+    results = await asyncio.gather(*(one(i, p, rows) for i, (p, rows) in enumerate(ordered)))
+    outcome = DistillationOutcome([], [], [], len(ordered))
+    for (path_id, rows), (traj, pair) in zip(ordered, results):
+        if isinstance(traj, PathRejection):
+            outcome.rejection_rows.append(traj.as_row(tool_set, run_id, path_id))
+            continue
+        if contains_hint(traj.messages):
+            raise RuntimeError(f"hint text leaked into the conversation of path {path_id}")
+        trajectory_id = stable_id(tool_set, path_id, "trajectory")
+        outcome.trajectory_rows.append({
+            "trajectory_id": trajectory_id, "tool_set": tool_set, "run_id": run_id, "path_id": path_id,
+            "turn_ids": [r["turn_id"] for r in sorted(rows, key=lambda r: r["turn_index"])],
+            "messages": traj.messages, "tools": traj.tools, "llm_call_ids": traj.llm_call_ids,
+        })
+        if pair:
+            outcome.pair_rows.append({"pair_id": stable_id(trajectory_id, pair["turn_index"], pair["error_type"]),
+                                      "tool_set": tool_set, "run_id": run_id, "trajectory_id": trajectory_id,
+                                      **pair})
+    return outcome

@@ -13,11 +13,18 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from magnet_dagster.graph.paths import MULTI_TURN, SignaturePath, operation_mix
+from magnet_dagster.synthesis.distillation import contains_hint
+from magnet_dagster.tools.messages import announced_tools
+from magnet_dagster.tools.spec import FunctionSpec
 
 
 def sft_row(trajectory: dict[str, Any], split: str) -> dict[str, Any]:
@@ -119,3 +126,64 @@ def _render(m: dict[str, Any]) -> str:
         calls = "; ".join(f"{tc['function']['name']}({tc['function']['arguments']})" for tc in m["tool_calls"])
         return f"{m['role']}: [calls] {calls}"
     return f"{m['role']}: {(m.get('content') or '')[:200]}"
+
+
+@dataclass
+class ExportOutcome:
+    directory: Path
+    sft: list[dict[str, Any]]
+    preference: list[dict[str, Any]]
+    card: str
+    #: shape -> (paths of that shape, exported conversations of that shape)
+    shapes: dict[str, tuple[int, int]]
+
+
+def export_partition(directory: Path, tool_set: str, kept: list[dict[str, Any]], split_of: dict[str, str],
+                     pairs: list[dict[str, Any]], path_rows: list[dict[str, Any]], counts: dict[str, Any],
+                     yields: dict[str, Any]) -> ExportOutcome:
+    """Write the SFT and preference files (JSONL, and Parquet when not empty) and the dataset card."""
+    sft = [sft_row(t, split_of[t["trajectory_id"]]) for t in kept]
+    tools_of = {t["trajectory_id"]: t["tools"] for t in kept}
+    pref = [preference_row(p, split_of[p["trajectory_id"]], tools=tools_of[p["trajectory_id"]])
+            for p in pairs if p["trajectory_id"] in split_of]
+    for name, rows in (("sft", sft), ("preference", pref)):
+        write_jsonl(directory / f"{name}.jsonl", rows)
+        if rows:
+            write_parquet(directory / f"{name}.parquet", rows)
+        else:  # an earlier run's file must not outlive its rows
+            (directory / f"{name}.parquet").unlink(missing_ok=True)
+    paths = [SignaturePath.from_row(p) for p in path_rows]
+    shape_of = {p["path_id"]: p.get("shape") or MULTI_TURN for p in path_rows}
+    exported = Counter(shape_of.get(t["path_id"], MULTI_TURN) for t in kept)
+    shapes = {shape: (n, exported[shape]) for shape, n in Counter(shape_of.values()).items()}
+    card = dataset_card(tool_set, counts, yields, operation_mix(paths), conversation_stats(sft), sft[:2], shapes)
+    (directory / "dataset_card.md").write_text(card)
+    return ExportOutcome(directory, sft, pref, card, shapes)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+
+
+def exported_problems(rows: list[dict[str, Any]], specs: dict[str, FunctionSpec]) -> list[str]:
+    """Why exported conversations are unfit to train on: hint text, or a call to a function the
+    conversation does not offer or with arguments its schema refuses."""
+    problems: list[str] = []
+    for row in rows:
+        where = row.get("trajectory_id")
+        if contains_hint(row["messages"]):
+            problems.append(f"{where}: hint text")
+        offered = {t["function"]["name"] for t in row.get("tools") or []} | {
+            t["function"]["name"] for t in announced_tools(row["messages"])}
+        for m in row["messages"]:
+            for tc in m.get("tool_calls") or []:
+                name = tc["function"]["name"]
+                spec = specs.get(name)
+                if spec is None or name not in offered:
+                    problems.append(f"{where}: {name}: not offered in this conversation")
+                    continue
+                try:
+                    jsonschema.validate(json.loads(tc["function"]["arguments"]), spec.parameters)
+                except (jsonschema.ValidationError, json.JSONDecodeError) as exc:
+                    problems.append(f"{where}: {name}: {getattr(exc, 'message', exc)}")
+    return problems

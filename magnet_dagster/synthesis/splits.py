@@ -67,3 +67,13 @@ def leaked_paths(assignments: list[dict[str, Any]]) -> list[str]:
     for row in assignments:
         seen.setdefault(row["path_id"], set()).add(row["split"])
     return sorted(p for p, s in seen.items() if len(s) > 1)
+
+
+def split_rows(trajectories: list[dict[str, Any]], settings: SplitSettings, tool_set: str,
+               run_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+    """(`splits` rows, the kept trajectories, duplicates removed): dedup first, then split by path."""
+    kept, duplicates = deduplicate(trajectories)
+    assignment = assign_splits([t["path_id"] for t in kept], settings)
+    rows = [{"tool_set": tool_set, "run_id": run_id, "trajectory_id": t["trajectory_id"],
+             "path_id": t["path_id"], "split": assignment[t["path_id"]]} for t in kept]
+    return rows, kept, duplicates

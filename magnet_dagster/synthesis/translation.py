@@ -8,19 +8,23 @@ regenerated a bounded number of times; then the path is dropped with its reason.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
 
 from magnet_dagster.graph.judge import describe
-from magnet_dagster.graph.paths import CALL, IRRELEVANT, MISS_FUNC, MISS_PARAMS, SignaturePath, Turn
+from magnet_dagster.graph.paths import CALL, IRRELEVANT, MISS_FUNC, MISS_PARAMS, SignaturePath, Turn, distractor_count
 from magnet_dagster.llm.client import LLMClient, LLMRequest
+from magnet_dagster.synthesis.options import SynthesisOptions
+from magnet_dagster.synthesis.results import QUERIES, PathRejection, TurnResult
 from magnet_dagster.tools.calls import ToolCall, calls_mismatch
-from magnet_dagster.tools.executors import Executor
+from magnet_dagster.tools.executors import Executor, ExecutorFactory, conversation_seed
 from magnet_dagster.tools.spec import FunctionSpec
 
 BACK_PROMPT = """Turn each task into a user's request to an assistant that states every value.
@@ -122,25 +126,8 @@ def schema_problem(call: ToolCall, spec: FunctionSpec | None) -> str | None:
 # --------------------------------------------------------------- path synthesis
 
 
-@dataclass
-class TurnResult:
-    index: int
-    kind: str
-    functions: tuple[str, ...]
-    query: str
-    calls: list[ToolCall] = field(default_factory=list)
-    outputs: list[Any] = field(default_factory=list)
-    tools: list[str] = field(default_factory=list)
-    attempts: int = 1
-    llm_call_ids: list[str] = field(default_factory=list)
-    simulated: bool = False
-
-
-@dataclass
-class PathRejection:
-    turn_index: int
-    rule: str
-    reason: str
+def _reject(turn_index: int, rule: str, reason: str) -> PathRejection:
+    return PathRejection(QUERIES, turn_index, rule, reason)
 
 
 @dataclass
@@ -247,7 +234,7 @@ async def translate_turn(
 ) -> TurnResult | PathRejection:
     turn: Turn = path.turns[index]
     earlier_queries = {r.query.lower() for r in done}
-    last_reason = PathRejection(index, "no_attempt", "no attempt made")
+    last_reason = _reject(index, "no_attempt", "no attempt made")
     for attempt in range(settings.max_attempts):
         ids: list[str] = []
         if turn.kind == MISS_PARAMS:
@@ -262,10 +249,10 @@ async def translate_turn(
             prompt = BACK_PROMPT.format(context=_context_text(done), task=task, values=values)
         query = await _ask_query(client, prompt, settings, attempt, ids)
         if query is None:
-            last_reason = PathRejection(index, "back_translation_failed", "no query in the teacher's reply")
+            last_reason = _reject(index, "back_translation_failed", "no query in the teacher's reply")
             continue
         if query.lower() in earlier_queries:
-            last_reason = PathRejection(index, "repeated_query", f"query repeats an earlier one: {query!r}")
+            last_reason = _reject(index, "repeated_query", f"query repeats an earlier one: {query!r}")
             continue
         if turn.kind != CALL:
             return TurnResult(index, turn.kind, turn.target, query, tools=tools, attempts=attempt + 1,
@@ -289,14 +276,14 @@ async def _forward(
     calls = await _translate_forward(client, query, offered, done, len(turn.functions), True,
                                      settings.seed * 100 + attempt, ids)
     if isinstance(calls, str):
-        return PathRejection(index, "forward_translation_failed", calls)
+        return _reject(index, "forward_translation_failed", calls)
     if sorted(c.name for c in calls) != sorted(turn.functions):
-        return PathRejection(index, "wrong_functions",
+        return _reject(index, "wrong_functions",
                              f"calls {[c.name for c in calls]} do not use the turn's functions {list(turn.functions)}")
     for call in calls:
         problem = schema_problem(call, specs.get(call.name))
         if problem:
-            return PathRejection(index, "schema", problem)
+            return _reject(index, "schema", problem)
     texts = [r.query for r in done] + [query]
     earlier_outputs = [o for r in done for o in r.outputs]
     outputs: list[Any] = []
@@ -306,11 +293,11 @@ async def _forward(
         visible = earlier_outputs + (outputs if call.name in nested_targets else [])
         missing = ungrounded(call, texts, visible)
         if missing:
-            return PathRejection(index, "ungrounded",
+            return _reject(index, "ungrounded",
                                  f"{call.name}: {missing} not in the query or an earlier output")
         execution = await executor.execute(call)
         if not execution.ok:
-            return PathRejection(index, "execution", json.dumps(execution.output)[:300])
+            return _reject(index, "execution", json.dumps(execution.output)[:300])
         simulated = simulated or execution.simulated
         if execution.llm_call_id:
             ids.append(execution.llm_call_id)
@@ -318,7 +305,7 @@ async def _forward(
     if settings.round_trip:
         problem = await _round_trip(client, query, calls, specs, done, tools, settings.seed * 100 + attempt, ids)
         if problem:
-            return PathRejection(index, "round_trip", problem)
+            return _reject(index, "round_trip", problem)
     return TurnResult(index, CALL, turn.functions, query, calls, outputs, tools,
                       llm_call_ids=ids, simulated=simulated)
 
@@ -364,3 +351,48 @@ async def translate_path(
             return result
         done.append(result)
     return done
+
+
+@dataclass
+class TranslationOutcome:
+    """`turns` rows of the kept paths and `path_rejections` rows of the dropped ones."""
+
+    turn_rows: list[dict[str, Any]]
+    rejection_rows: list[dict[str, Any]]
+    paths_in: int
+
+
+def distractors_for(path: SignaturePath, path_id: str, specs: dict[str, FunctionSpec],
+                    options: SynthesisOptions) -> list[str]:
+    """Seeded extra tools offered beside the path's own, never one the path withholds."""
+    rng = random.Random(f"{options.seed}:distractors:{path_id}")
+    others = sorted(set(specs) - set(path.functions) - {f for t in path.turns for f in t.target})
+    return rng.sample(others, min(distractor_count(path.shape, options.distractor_tools), len(others)))
+
+
+async def translate_paths(client: LLMClient, path_rows: list[dict[str, Any]], specs: dict[str, FunctionSpec],
+                          factory: ExecutorFactory, options: SynthesisOptions, tool_set: str, run_id: str,
+                          tick: Callable[[], None] | None = None) -> TranslationOutcome:
+    """Translate every stored path, each on a fresh executor with its own starting state."""
+    function_ids = {n: s.function_id(tool_set) for n, s in specs.items()}
+
+    async def one(i: int, row: dict[str, Any]) -> list[TurnResult] | PathRejection:
+        path = SignaturePath.from_row(row)
+        executor = factory.new(seed=conversation_seed(row["path_id"]))
+        try:
+            settings = TranslationSettings(options.max_attempts, seed=options.seed + i, round_trip=options.round_trip)
+            return await translate_path(client, path, specs, executor,
+                                        distractors_for(path, row["path_id"], specs, options), settings)
+        finally:
+            executor.close()
+            if tick:
+                tick()
+
+    results = await asyncio.gather(*(one(i, r) for i, r in enumerate(path_rows)))
+    turns, rejections = [], []
+    for row, result in zip(path_rows, results):
+        if isinstance(result, PathRejection):
+            rejections.append(result.as_row(tool_set, run_id, row["path_id"]))
+        else:
+            turns += [t.as_row(tool_set, run_id, row["path_id"], function_ids) for t in result]
+    return TranslationOutcome(turns, rejections, len(path_rows))

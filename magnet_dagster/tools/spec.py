@@ -12,11 +12,43 @@ from typing import Any
 PYTHON_TYPE_NAMES = {"dict": "object", "float": "number", "tuple": "array", "list": "array",
                      "int": "integer", "str": "string", "bool": "boolean"}
 
-TOOL_SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+TOOL_SET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+#: a ToolSetError message is cut to this many characters (it names the file first)
+MAX_ERROR_CHARS = 1_000
 
 
 class ToolSetError(ValueError):
-    """A tool set (or one of its files) cannot be read at all; fails only its partition."""
+    """A tool set (or one of its files) cannot be read at all; fails only its partition.
+
+    The message is always one line (whitespace collapsed, e.g. a YAML error's context lines)
+    and bounded, so it reads well in a Dagster failure, a log line or a table cell.
+    """
+
+    def __init__(self, message: object) -> None:
+        text = " ".join(str(message).split())
+        if len(text) > MAX_ERROR_CHARS:
+            text = text[:MAX_ERROR_CHARS - 1] + "…"
+        super().__init__(text)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why one function (or one line of a JSONL file, or a file) of a tool set is not used."""
+
+    name: str | None
+    source_file: str | None
+    rule: str
+    reason: str
+
+    def as_row(self, tool_set: str, run_id: str) -> dict[str, Any]:
+        return {
+            "tool_set": tool_set,
+            "run_id": run_id,
+            "name": self.name,
+            "source_file": self.source_file,
+            "rule": self.rule,
+            "reason": self.reason,
+        }
 
 
 def check_tool_set_name(name: str) -> str:
@@ -24,7 +56,7 @@ def check_tool_set_name(name: str) -> str:
 
     No path separators, no `..`, no control characters, at most 64 characters.
     """
-    if not TOOL_SET_NAME.match(name) or ".." in name:
+    if not isinstance(name, str) or not TOOL_SET_NAME.fullmatch(name) or ".." in name:
         raise ToolSetError(
             f"tool set name {name!r} is not allowed: use 1-64 letters, digits, '_', '-' or '.', "
             "starting with a letter or digit, without '..', path separators or control characters"
@@ -102,6 +134,27 @@ class FunctionSpec:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def nesting_depth(value: Any, cap: int) -> int:
+    """How deeply dicts and lists nest in `value` (a scalar is 0, `{}` is 1).
+
+    Counted without recursion and never below `cap + 1` levels (the answer is then `cap + 1`,
+    "more than cap"), so a hostile value of any depth is measured quickly and safely before
+    anything recursive (JSON Schema checks, `repr`, `json.dumps`) touches it.
+    """
+    if not isinstance(value, (dict, list, tuple)):
+        return 0
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > cap:
+            return depth
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list, tuple)))
+    return deepest
 
 
 def stable_id(*parts: Any) -> str:

@@ -14,13 +14,17 @@ derived as ToolBench itself does (`<api>_for_<tool>`, snake case), made unique a
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections import defaultdict
 from typing import Any
 
-from magnet_dagster.tools.spec import PYTHON_TYPE_NAMES, FunctionSpec
+from magnet_dagster import config
+from magnet_dagster.tools.spec import PYTHON_TYPE_NAMES, FunctionSpec, nesting_depth
 
 MAX_NAME = 64
+#: string defaults that mean a BOOLEAN parameter's value (ToolBench writes '1'/'0' as often as 'true')
+BOOLEAN_WORDS = {"true": True, "false": False, "1": True, "0": False}
 #: the first word of a ToolBench type, lower-cased -> JSON Schema type; the rest (e.g.
 #: "DATE (YYYY-MM-DD)") is kept as a format hint in the description
 TYPES = {"string": "string", "str": "string", "enum": "string", "date": "string", "time": "string",
@@ -66,7 +70,7 @@ def derived_name(tool: str, api: str) -> str:
 
 
 def _type_and_hint(raw: Any) -> tuple[str, str]:
-    text = str(raw or "string").strip()
+    text = (_text(raw) or "string").strip()
     first = re.split(r"[\s(]", text, maxsplit=1)[0].lower()
     if first not in TYPES:
         return text.lower(), ""  # left as is: validation refuses it by name and rule
@@ -75,21 +79,43 @@ def _type_and_hint(raw: Any) -> tuple[str, str]:
 
 
 def _coerce_default(value: Any, json_type: str) -> Any:
-    """ToolBench writes defaults as strings ('10', 'true'); turn clean ones into the type."""
+    """ToolBench writes defaults as strings ('10', 'true', '1'); turn clean ones into the type."""
+    if json_type == "boolean" and type(value) is int and value in (0, 1):
+        return bool(value)
     if not isinstance(value, str):
         return value
-    if json_type == "integer" and re.fullmatch(r"[-+]?\d+", value.strip()):
+    if json_type == "integer" and re.fullmatch(r"[-+]?\d{1,4000}", value.strip()):
         return int(value)
     if json_type == "number" and re.fullmatch(r"[-+]?\d+(\.\d*)?([eE][-+]?\d+)?", value.strip()):
         return float(value)
-    if json_type == "boolean" and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
+    if json_type == "boolean" and value.strip().lower() in BOOLEAN_WORDS:
+        return BOOLEAN_WORDS[value.strip().lower()]
     return value
+
+
+def _text(value: Any) -> str:
+    """A field ToolBench means as text (name, type, description), whatever the file holds there.
+
+    Containers are written as JSON when shallow; a deep one is not rendered at all, since
+    `str()` of it recurses (the function is then rejected for its name or description).
+    """
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (dict, list)):
+        return json.dumps(value) if nesting_depth(value, 8) <= 8 else f"(a {type(value).__name__} nested too deeply)"
+    return str(value)
+
+
+def _scalar(value: Any) -> Any:
+    """A value kept as it is in `origin` when it is a JSON scalar, else as text."""
+    return value if value is None or isinstance(value, (str, int, float, bool)) else _text(value)
 
 
 def parameter_schema(param: dict[str, Any]) -> dict[str, Any]:
     json_type, hint = _type_and_hint(param.get("type"))
-    description = str(param.get("description") or "").strip()
+    description = _text(param.get("description")).strip()
     if hint:
         description = f"{description} ({hint})".strip()
     schema: dict[str, Any] = {"type": json_type}
@@ -102,7 +128,10 @@ def parameter_schema(param: dict[str, Any]) -> dict[str, Any]:
 
 
 def template_schema(template: Any) -> dict[str, Any]:
-    """A permissive schema from a `template_response` example (type names or sample values)."""
+    """A permissive schema from a `template_response` example (type names or sample values).
+
+    Recursive: callers check the template's depth first (see `_returns`).
+    """
     if isinstance(template, dict):
         return {"type": "object", "properties": {str(k): template_schema(v) for k, v in template.items()}}
     if isinstance(template, list):
@@ -119,9 +148,9 @@ def template_schema(template: Any) -> dict[str, Any]:
 def _entries(value: Any, source: str) -> list[tuple[dict[str, Any], dict[str, Any], str]]:
     """(api entry, defaults from its tool file, where it came from) in reading order."""
     if isinstance(value, dict):
-        tool = {"tool_name": value.get("tool_name") or value.get("name"),
-                "category_name": value.get("category_name") or value.get("category"),
-                "tool_description": value.get("tool_description")}
+        tool = {"tool_name": _text(value.get("tool_name") or value.get("name")),
+                "category_name": _text(value.get("category_name") or value.get("category")),
+                "tool_description": _text(value.get("tool_description"))}
         return [(api, tool, f"{source}#api_list[{i}]") for i, api in enumerate(value["api_list"])]
     if all(is_api_entry(v) for v in value):
         return [(api, {}, f"{source}#{i}") for i, api in enumerate(value)]
@@ -136,9 +165,9 @@ def toolbench_functions(value: Any, source: str, category: str | None = None) ->
         if not isinstance(api, dict):
             seen[("", "", where)] = ({}, where)  # kept so validation names it
             continue
-        origin = (str(api.get("category_name") or tool.get("category_name") or category or ""),
-                  str(api.get("tool_name") or tool.get("tool_name") or ""),
-                  str(api.get("api_name") or api.get("name") or ""))
+        origin = (_text(api.get("category_name") or tool.get("category_name") or category),
+                  _text(api.get("tool_name") or tool.get("tool_name")),
+                  _text(api.get("api_name") or api.get("name")))
         seen.setdefault(origin, ({**api, **{k: v for k, v in tool.items() if v and k not in api}}, where))
     by_name: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
     for origin in seen:
@@ -154,24 +183,52 @@ def toolbench_functions(value: Any, source: str, category: str | None = None) ->
 
 def _spec(name: str, origin: tuple[str, str, str], api: dict[str, Any], where: str) -> FunctionSpec:
     category, tool, api_name = origin
-    required_params = [p for p in api.get("required_parameters") or [] if isinstance(p, dict)]
-    optional_params = [p for p in api.get("optional_parameters") or [] if isinstance(p, dict)]
-    properties = {str(p.get("name")): parameter_schema(p) for p in optional_params + required_params}
-    required = list(dict.fromkeys(str(p.get("name")) for p in required_params))
+    problems: list[tuple[str, str]] = []
+    required_params = _parameter_list(api, "required_parameters", problems)
+    optional_params = _parameter_list(api, "optional_parameters", problems)
+    properties = {_text(p.get("name")): parameter_schema(p) for p in optional_params + required_params}
+    required = list(dict.fromkeys(_text(p.get("name")) for p in required_params))
     parameters: dict[str, Any] = {"type": "object", "properties": properties}
     if required:
         parameters["required"] = required
-    template = api.get("template_response")
-    description = str(api.get("api_description") or api.get("description") or "").strip()
-    tool_description = str(api.get("tool_description") or "").strip()
+    description = _text(api.get("api_description") or api.get("description")).strip()
+    tool_description = _text(api.get("tool_description")).strip()
+    extra: dict[str, Any] = {"origin": {"format": "toolbench", "category_name": category, "tool_name": tool,
+                                        "api_name": api_name, "method": _scalar(api.get("method")),
+                                        "url": _scalar(api.get("url"))}}
+    returns = _returns(api.get("template_response"), problems)
+    if problems:
+        extra["problems"] = problems
     return FunctionSpec(
         name=name if api_name else "",
         description=description or f"{api_name} ({tool})" + (f": {tool_description}" if tool_description else ""),
         parameters=parameters,
-        returns=template_schema(template) if isinstance(template, (dict, list)) and template else None,
+        returns=returns,
         category=category or tool or None,
         tool=tool or None,
         source_file=where,
-        extra={"origin": {"format": "toolbench", "category_name": category, "tool_name": tool,
-                          "api_name": api_name, "method": api.get("method"), "url": api.get("url")}},
+        extra=extra,
     )
+
+
+def _parameter_list(api: dict[str, Any], key: str, problems: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The parameter entries under `key`; anything but a list is noted as a problem, not guessed at."""
+    value = api.get(key)
+    if value in (None, "", []):
+        return []
+    if not isinstance(value, list):
+        problems.append(("toolbench_parameters", f"{key} must be a list, not a {type(value).__name__}"))
+        return []
+    return [p for p in value if isinstance(p, dict)]
+
+
+def _returns(template: Any, problems: list[tuple[str, str]]) -> dict[str, Any] | None:
+    """The returns schema from `template_response`, unless it nests past the schema depth limit."""
+    if not isinstance(template, (dict, list)) or not template:
+        return None
+    limit = config.limits().max_schema_depth
+    if nesting_depth(template, limit) > limit:
+        problems.append(("schema_depth", f"template_response nests more than {limit} levels deep; "
+                         f"the limit is {limit} (MAGNET_MAX_SCHEMA_DEPTH)"))
+        return None
+    return template_schema(template)

@@ -63,7 +63,7 @@ def test_a_failed_call_is_recorded_and_returned_not_raised(tmp_path):
 def test_journals_held_by_a_live_client_are_left_alone(tmp_path):
     live = _client(tmp_path, ScriptedFakeBackend(lambda r: "x"))
     asyncio.run(live.chat(REQ))
-    assert ingest_journals(tmp_path / "journal", LineageStore(tmp_path / "l.duckdb")) == 0
+    assert ingest_journals(tmp_path / "journal", LineageStore(tmp_path / "l.duckdb")).moved == 0
     live.close()
     assert LineageStore(tmp_path / "l.duckdb").query("SELECT count(*) AS n FROM llm_calls")[0]["n"] == 1
 

@@ -9,7 +9,7 @@ from magnet_dagster.store.lineage import LineageStore
 from magnet_dagster.synthesis.distillation import (
     HINT_MARKER, Trajectory, contains_hint, positive_trajectory, preference_pair,
 )
-from magnet_dagster.synthesis.translation import TurnResult
+from magnet_dagster.synthesis.results import PathRejection, TurnResult
 from magnet_dagster.tools.calls import ToolCall
 from magnet_dagster.tools.spec import FunctionSpec
 from tests.fakes import ScriptedFakeBackend
@@ -68,15 +68,16 @@ def test_a_teacher_that_ignores_the_hint_drops_the_path_with_the_reason(tmp_path
                         if "call:" in r.messages[-1]["content"] else {"content": "ok"})
     result = asyncio.run(positive_trajectory(client, TURNS, SPECS, seed=0))
     client.close()
-    assert result == (0, "calls_mismatch", "wrong function: expected add, got multiply")
+    assert result == PathRejection("trajectories", 0, "calls_mismatch", "wrong function: expected add, got multiply")
 
 
 def test_a_miss_params_turn_must_ask(tmp_path):
     client, _ = _client(tmp_path, lambda r: follows_hint(r) if "call:" in r.messages[-1]["content"]
                         else {"content": "Done, it is 20."})
-    index, rule, _ = asyncio.run(positive_trajectory(client, TURNS, SPECS, seed=0))
+    rejection = asyncio.run(positive_trajectory(client, TURNS, SPECS, seed=0))
     client.close()
-    assert (index, rule) == (1, "no_ask_or_refusal")
+    assert isinstance(rejection, PathRejection)
+    assert (rejection.stage, rejection.turn_index, rejection.rule) == ("trajectories", 1, "no_ask_or_refusal")
 
 
 def test_preference_pair_shares_the_prefix_and_differs_at_one_turn(tmp_path):

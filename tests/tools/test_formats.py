@@ -55,11 +55,22 @@ def test_bundled_bfcl_classes_from_toolset_yaml(tmp_path):
     assert all(f.executable for f in source.functions)
 
 
-def test_bad_json_names_file_and_line(tmp_path):
+def test_bad_jsonl_line_is_rejected_and_the_rest_is_read(tmp_path):
     path = tmp_path / "broken.jsonl"
     path.write_text(json.dumps(OPENAI[0]) + "\n{not json\n")
-    with pytest.raises(ToolSetError, match=r"broken.jsonl: invalid JSON at line 2 column 2"):
+    source = read_tool_set(path)
+    assert [f.name for f in source.functions] == ["get_weather"]
+    assert [(r.source_file, r.rule, r.reason) for r in source.rejections] == [
+        ("broken.jsonl:2", "json_line",
+         "broken.jsonl:2: invalid JSON at column 2: Expecting property name enclosed in double quotes")]
+
+
+def test_bad_json_file_names_file_and_position(tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(OPENAI, indent=2)[:-3] + "\n")
+    with pytest.raises(ToolSetError, match=r"broken.json: invalid JSON at line \d+ column \d+: ") as err:
         read_tool_set(path)
+    assert "\n" not in str(err.value)
 
 
 def test_empty_and_unknown_files_are_refused(tmp_path):

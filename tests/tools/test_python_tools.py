@@ -148,13 +148,14 @@ def test_mixed_folder_runs_python_and_simulates_the_rest(tmp_path):
     folder = tmp_path / "mixed"
     folder.mkdir()
     shutil.copy(PANTRY, folder / "pantry.py")
+    (folder / "toolset.yaml").write_text("python: pantry.py\n")
     (folder / "prices.json").write_text(json.dumps([{"name": "price_of", "description": "Price of an item.",
                                                      "parameters": {"type": "object", "properties": {"item": {"type": "string"}}},
                                                      "returns": {"type": "object", "properties": {"eur": {"type": "number"}}}}]))
     before = content_hash(folder)
     source = read_tool_set(folder)
     assert content_hash(folder) == before
-    assert source.executor["kind"] == "mixed"
+    assert source.executor["kind"] == "mixed" and source.ignored == []
     backend = ScriptedFakeBackend(lambda r: {"eur": 1.5})
     client = LLMClient(backend, LineageStore(tmp_path / "l.duckdb"), tmp_path / "j").open()
     factory = ExecutorFactory(source.executor, {f.name: f for f in source.functions}, client)
