@@ -8,7 +8,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster
 export MAGNET_HOME ?= $(CURDIR)/.magnet
 export MAGNET_TOOL_SETS_DIR ?= $(CURDIR)/tool_sets
 
-.PHONY: install demo test bench dev clean
+.PHONY: install demo test test-fast lint bench dev clean
 
 $(STAMP): pyproject.toml requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,19 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster asset materialize -m magnet_dagster.definitions --select 'function_catalog*' --partition $(DEMO)
 	$(BIN)/python -m magnet_dagster.report $(DEMO)
 
-test: install
-	$(BIN)/python -m pytest
+lint: install
+	$(BIN)/ruff check magnet_dagster
+	$(BIN)/ruff format --check magnet_dagster
+	$(BIN)/mypy
+
+# The fast tests (seconds, a scripted fake LLM where one is needed) first, then the integration
+# tests against the real local server.
+test: lint
+	$(BIN)/python -m pytest -m "not integration"
+	$(BIN)/python -m pytest -m integration
+
+test-fast: lint
+	$(BIN)/python -m pytest -m "not integration"
 
 bench: install
 	$(BIN)/python -m benchmarks

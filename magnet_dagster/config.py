@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 
 def magnet_home() -> Path:
@@ -47,8 +48,8 @@ class Limits:
     max_description_chars: int = 8_000
 
     @classmethod
-    def from_env(cls) -> "Limits":
-        values = {}
+    def from_env(cls) -> Limits:
+        values: dict[str, Any] = {}
         for f in fields(cls):
             name = f"MAGNET_{f.name.upper()}"
             raw = os.environ.get(name)

@@ -16,8 +16,16 @@ from magnet_dagster.defs.splits import exports_are_clean, no_split_leakage, trai
 from magnet_dagster.defs.trajectories import trajectories, yield_above_floor
 
 defs = dg.Definitions(
-    assets=[function_catalog, function_graph, signature_paths, queries, trajectories, training_splits,
-            student_evaluation, bfcl_multi_turn],
+    assets=[
+        function_catalog,
+        function_graph,
+        signature_paths,
+        queries,
+        trajectories,
+        training_splits,
+        student_evaluation,
+        bfcl_multi_turn,
+    ],
     asset_checks=[no_bfcl_contamination, no_split_leakage, exports_are_clean, yield_above_floor],
     jobs=[magnet_pipeline, evaluation_job],
     sensors=[tool_set_sensor],

@@ -1,6 +1,6 @@
 """A short, honest summary of one partition: rows per stage, yields, evaluation score.
 
-    python -m magnet_dagster.report bfcl_demo
+python -m magnet_dagster.report bfcl_demo
 """
 
 from __future__ import annotations
@@ -46,13 +46,17 @@ def summary(tool_set: str, store: LineageStore) -> str:
         f"  splits     : train {c['train']}, validation {c['validation']}, test {c['test']}",
     ]
     for e in ev:
-        lines.append(f"  evaluation : {e['student_model']} ({e['mode']}): "
-                     f"{_pct(int(e['correct'] or 0), e['turns'])} test turns correct")
+        lines.append(
+            f"  evaluation : {e['student_model']} ({e['mode']}): "
+            f"{_pct(int(e['correct'] or 0), e['turns'])} test turns correct"
+        )
     if not ev:
         lines.append("  evaluation : none yet")
     if llm:
-        l = llm[0]
-        lines.append(f"  LLM (latest run): {l['calls']} calls, {l['cache_hits']} cache hits, {l['errors']} errors")
+        latest = llm[0]
+        lines.append(
+            f"  LLM (latest run): {latest['calls']} calls, {latest['cache_hits']} cache hits, {latest['errors']} errors"
+        )
     return "\n".join(lines)
 
 

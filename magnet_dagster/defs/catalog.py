@@ -27,12 +27,23 @@ def function_catalog(context: dg.AssetExecutionContext, lineage: LineageStoreRes
         context.log.debug(traceback.format_exc())
         raise dg.Failure(description=f"tool set {key!r}: {exc}") from None
     source = catalog.source
-    lineage.get().replace_partition(key, {
-        "tool_sets": [{"tool_set": key, "run_id": run_id, "source_path": str(catalog.path),
-                       "content_hash": source.content_hash, "executor": source.executor, "options": source.options}],
-        "functions": [s.as_row(key, run_id) for s in catalog.kept],
-        "rejected_functions": [r.as_row(key, run_id) for r in catalog.rejected],
-    })
+    lineage.get().replace_partition(
+        key,
+        {
+            "tool_sets": [
+                {
+                    "tool_set": key,
+                    "run_id": run_id,
+                    "source_path": str(catalog.path),
+                    "content_hash": source.content_hash,
+                    "executor": source.executor,
+                    "options": source.options,
+                }
+            ],
+            "functions": [s.as_row(key, run_id) for s in catalog.kept],
+            "rejected_functions": [r.as_row(key, run_id) for r in catalog.rejected],
+        },
+    )
     for note in source.ignored:
         context.log.info(note)
     for r in catalog.rejected:
@@ -51,10 +62,24 @@ def catalog_metadata(catalog: Catalog) -> dict:
         "content_hash": catalog.source.content_hash,
         "ignored_files": dg.MetadataValue.md("\n".join(f"- {n}" for n in catalog.source.ignored) or "_none_"),
         "categories": dg.MetadataValue.md(counts_table(Counter(s.category or "-" for s in kept), "category")),
-        "rejections": dg.MetadataValue.md(md_table([{"file": r.source_file, "function": r.name, "rule": r.rule,
-                                                      "reason": r.reason} for r in rejected], limit=50)),
-        "preview": dg.MetadataValue.md(md_table([{"name": s.name, "category": s.category,
-                                                   "required": ", ".join(s.required),
-                                                   "description": s.description} for s in kept])),
+        "rejections": dg.MetadataValue.md(
+            md_table(
+                [{"file": r.source_file, "function": r.name, "rule": r.rule, "reason": r.reason} for r in rejected],
+                limit=50,
+            )
+        ),
+        "preview": dg.MetadataValue.md(
+            md_table(
+                [
+                    {
+                        "name": s.name,
+                        "category": s.category,
+                        "required": ", ".join(s.required),
+                        "description": s.description,
+                    }
+                    for s in kept
+                ]
+            )
+        ),
         "options": dg.MetadataValue.json(vars(options) | {"split_fractions": list(options.split_fractions)}),
     }

@@ -10,8 +10,8 @@ import sys
 
 import dagster as dg
 
+from magnet_dagster.defs.partitions import TOOL_SETS
 from magnet_dagster.tools.catalog import find_tool_set
-from magnet_dagster.defs.partitions import tool_sets
 from magnet_dagster.tools.spec import ToolSetError, check_tool_set_name
 
 
@@ -29,10 +29,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     instance = dg.DagsterInstance.get()
-    existing = set(instance.get_dynamic_partitions(tool_sets.name))
+    existing = set(instance.get_dynamic_partitions(TOOL_SETS))
     new = [n for n in args.names if n not in existing]
     if new:
-        instance.add_dynamic_partitions(tool_sets.name, new)
+        instance.add_dynamic_partitions(TOOL_SETS, new)
     print(f"tool_sets partitions: added {new or 'none'}; already there: {sorted(set(args.names) - set(new)) or 'none'}")
     return 0
 

@@ -2,16 +2,17 @@
 
 import asyncio
 from collections import Counter
-from typing import Any, Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import dagster as dg
 
+from magnet_dagster.defs.partitions import tool_sets
 from magnet_dagster.llm.client import LLMClient
 from magnet_dagster.llm.pricing import estimated_cost_usd
 from magnet_dagster.store.lineage import LineageStore
-from magnet_dagster.defs.partitions import tool_sets
 
-__all__ = ["tool_sets", "md_table", "counts_table", "check_partitions", "run_with_llm", "Progress"]
+__all__ = ["Progress", "check_partitions", "counts_table", "md_table", "run_with_llm", "tool_sets"]
 
 T = TypeVar("T")
 
@@ -21,8 +22,10 @@ def md_table(rows: list[dict[str, Any]], limit: int = 10, width: int = 80) -> st
     if not rows:
         return "_no rows_"
     cols = list(rows[0].keys())
+
     def cell(v: Any) -> str:
         return str(v).replace("|", "\\|").replace("\n", " ")[:width]
+
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     out += ["| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows[:limit]]
     if len(rows) > limit:
@@ -48,9 +51,11 @@ def check_partitions(context: dg.AssetCheckExecutionContext, store: LineageStore
     return [r["tool_set"] for r in store.query("SELECT tool_set FROM tool_sets ORDER BY tool_set")]
 
 
-def run_with_llm(context: dg.AssetExecutionContext, client: LLMClient,
-                 work: Callable[[LLMClient], Awaitable[T]], bound: float) -> tuple[T, dict[str, Any]]:
+def run_with_llm(
+    context: dg.AssetExecutionContext, client: LLMClient, work: Callable[[LLMClient], Awaitable[T]], bound: float
+) -> tuple[T, dict[str, Any]]:
     """Run async LLM work, flush the call journal, and fail only past the failure bound."""
+
     async def main() -> T:
         try:
             return await work(client)
@@ -58,6 +63,8 @@ def run_with_llm(context: dg.AssetExecutionContext, client: LLMClient,
             await client.aclose()
 
     result = asyncio.run(main())
+    for path in client.quarantined:
+        context.log.warning(f"journal lines the lineage store refused were quarantined to {path}")
     stats = client.stats.as_dict()
     context.log.info(f"LLM {client.model}: {stats}")
     if client.stats.calls and client.stats.failure_rate > bound:

@@ -23,10 +23,10 @@ GROUP BY run_id, mode, student_model ORDER BY evaluated_at DESC LIMIT 10
 """
 
 
-@dg.asset(partitions_def=tool_sets, group_name="evaluation", deps=["training_splits"], kinds={"duckdb"},
-          pool="student")
-def student_evaluation(context: dg.AssetExecutionContext, lineage: LineageStoreResource,
-                       student: LLMResource) -> dg.MaterializeResult:
+@dg.asset(partitions_def=tool_sets, group_name="evaluation", deps=["training_splits"], kinds={"duckdb"}, pool="student")
+def student_evaluation(
+    context: dg.AssetExecutionContext, lineage: LineageStoreResource, student: LLMResource
+) -> dg.MaterializeResult:
     """Call accuracy (AST match), turn and conversation success, state match, on the test split."""
     key, store = context.partition_key, lineage.get()
     specs, tests = load_specs(store, key), load_test_split(store, key)
@@ -38,8 +38,9 @@ def student_evaluation(context: dg.AssetExecutionContext, lineage: LineageStoreR
     summary = summarise(verdicts)
     context.log.info(f"{key}: {summary}")
     previous = store.query(PREVIOUS_SQL, [key, context.run.run_id])
-    return dg.MaterializeResult(metadata=evaluation_metadata(client.model, len(tests), summary, rows, previous)
-                                | llm_meta)
+    return dg.MaterializeResult(
+        metadata=evaluation_metadata(client.model, len(tests), summary, rows, previous) | llm_meta
+    )
 
 
 def evaluation_metadata(model: str, tests: int, summary: dict, rows: list[dict], previous: list[dict]) -> dict:
@@ -51,12 +52,35 @@ def evaluation_metadata(model: str, tests: int, summary: dict, rows: list[dict],
         "turn_accuracy": forced.get("turn_accuracy") or 0.0,
         "conversation_accuracy": forced.get("conversation_accuracy") or 0.0,
         "summary": dg.MetadataValue.json(summary),
-        "summary_table": dg.MetadataValue.md(md_table([
-            {"mode": mode, "conversations": s["conversations"], "turns": s["turns"],
-             "turn_accuracy": s["turn_accuracy"], "conversation_accuracy": s["conversation_accuracy"],
-             "state_match": s["state_match"]} for mode, s in summary.items()])),
+        "summary_table": dg.MetadataValue.md(
+            md_table(
+                [
+                    {
+                        "mode": mode,
+                        "conversations": s["conversations"],
+                        "turns": s["turns"],
+                        "turn_accuracy": s["turn_accuracy"],
+                        "conversation_accuracy": s["conversation_accuracy"],
+                        "state_match": s["state_match"],
+                    }
+                    for mode, s in summary.items()
+                ]
+            )
+        ),
         "previous_evaluations": dg.MetadataValue.md(md_table(previous)),
-        "preview": dg.MetadataValue.md(md_table([{"mode": r["mode"], "trajectory_id": r["trajectory_id"],
-                                                  "turn": r["turn_index"], "kind": r["kind"],
-                                                  "verdict": r["verdict"], "reason": r["reason"]} for r in rows])),
+        "preview": dg.MetadataValue.md(
+            md_table(
+                [
+                    {
+                        "mode": r["mode"],
+                        "trajectory_id": r["trajectory_id"],
+                        "turn": r["turn_index"],
+                        "kind": r["kind"],
+                        "verdict": r["verdict"],
+                        "reason": r["reason"],
+                    }
+                    for r in rows
+                ]
+            )
+        ),
     }

@@ -16,19 +16,31 @@ from magnet_dagster.graph.judge import GraphJudgement, judge_graph
 from magnet_dagster.store.loaders import load_options, load_specs
 
 
-@dg.asset(partitions_def=tool_sets, group_name="graph", deps=["function_catalog"], kinds={"duckdb"},
-          pool="teacher")
-def function_graph(context: dg.AssetExecutionContext, lineage: LineageStoreResource,
-                   teacher: LLMResource) -> dg.MaterializeResult:
+@dg.asset(partitions_def=tool_sets, group_name="graph", deps=["function_catalog"], kinds={"duckdb"}, pool="teacher")
+def function_graph(
+    context: dg.AssetExecutionContext, lineage: LineageStoreResource, teacher: LLMResource
+) -> dg.MaterializeResult:
     """Edges f_i -> f_j where f_i's output can feed f_j (full / partial / prerequisite)."""
     key, store = context.partition_key, lineage.get()
     options, specs = load_options(store, key), load_specs(store, key)
     progress = Progress(context, len(specs), "functions judged")
-    judged, llm_meta = run_with_llm(context, teacher.client(store, context), lambda client: judge_graph(
-        client, specs, key, context.run.run_id, options.candidates_per_function,
-        prefetch=teacher.prefetcher(client), tick=progress.tick), options.max_llm_failure_rate)
-    store.replace_partition(key, {"graph_edges": [{k: v for k, v in e.items() if k not in ("source", "target")}
-                                                  for e in judged.edges]})
+    judged, llm_meta = run_with_llm(
+        context,
+        teacher.client(store, context),
+        lambda client: judge_graph(
+            client,
+            specs,
+            key,
+            context.run.run_id,
+            options.candidates_per_function,
+            prefetch=teacher.prefetcher(client),
+            tick=progress.tick,
+        ),
+        options.max_llm_failure_rate,
+    )
+    store.replace_partition(
+        key, {"graph_edges": [{k: v for k, v in e.items() if k not in ("source", "target")} for e in judged.edges]}
+    )
     context.log.info(f"{key}: {judged.candidate_pairs} candidate pairs, {len(judged.edges)} judged")
     return dg.MaterializeResult(metadata=graph_metadata(judged, build_graph(specs, judged.edges)) | llm_meta)
 
@@ -45,7 +57,8 @@ def graph_metadata(judged: GraphJudgement, graph) -> dict:
         "verdicts": dg.MetadataValue.json(dict(Counter(e["relation"] for e in edges))),
         "stats": dg.MetadataValue.json(stats),
         "graph": dg.MetadataValue.md(f"```mermaid\n{mermaid(graph)}\n```"),
-        "preview": dg.MetadataValue.md(md_table([{k: e[k] for k in ("source", "target", "relation", "reason")}
-                                                 for e in edges])),
+        "preview": dg.MetadataValue.md(
+            md_table([{k: e[k] for k in ("source", "target", "relation", "reason")} for e in edges])
+        ),
         **judged.batch,
     }

@@ -2,15 +2,22 @@
 
 import dagster as dg
 
-
 magnet_pipeline = dg.define_asset_job(
-    "magnet_pipeline", selection=dg.AssetSelection.assets(
-        "function_catalog", "function_graph", "signature_paths", "queries", "trajectories", "training_splits",
-        "student_evaluation"),
+    "magnet_pipeline",
+    selection=dg.AssetSelection.assets(
+        "function_catalog",
+        "function_graph",
+        "signature_paths",
+        "queries",
+        "trajectories",
+        "training_splits",
+        "student_evaluation",
+    ),
     description="The whole Magnet pipeline for one tool set.",
 )
 
 evaluation_job = dg.define_asset_job(
-    "evaluation_job", selection=dg.AssetSelection.assets("student_evaluation"),
+    "evaluation_job",
+    selection=dg.AssetSelection.assets("student_evaluation"),
     description="Re-evaluate the student on a tool set's test split.",
 )

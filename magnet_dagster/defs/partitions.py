@@ -2,4 +2,6 @@
 
 import dagster as dg
 
-tool_sets = dg.DynamicPartitionsDefinition(name="tool_sets")
+#: the partitions' name, for the instance's dynamic-partition calls
+TOOL_SETS = "tool_sets"
+tool_sets = dg.DynamicPartitionsDefinition(name=TOOL_SETS)

@@ -11,7 +11,12 @@ from collections import Counter
 import dagster as dg
 
 from magnet_dagster.defs.common import (
-    Progress, check_partitions, counts_table, md_table, run_with_llm, tool_sets,
+    Progress,
+    check_partitions,
+    counts_table,
+    md_table,
+    run_with_llm,
+    tool_sets,
 )
 from magnet_dagster.defs.resources import LineageStoreResource, LLMResource
 from magnet_dagster.evaluation.contamination import partition_findings
@@ -20,20 +25,33 @@ from magnet_dagster.synthesis.translation import TranslationOutcome, translate_p
 from magnet_dagster.tools.executors import ExecutorFactory
 
 
-@dg.asset(partitions_def=tool_sets, group_name="queries", deps=["signature_paths"], kinds={"duckdb"},
-          pool="teacher")
-def queries(context: dg.AssetExecutionContext, lineage: LineageStoreResource,
-            teacher: LLMResource) -> dg.MaterializeResult:
+@dg.asset(partitions_def=tool_sets, group_name="queries", deps=["signature_paths"], kinds={"duckdb"}, pool="teacher")
+def queries(
+    context: dg.AssetExecutionContext, lineage: LineageStoreResource, teacher: LLMResource
+) -> dg.MaterializeResult:
     """User queries with executable, grounded reference calls for each kept path."""
     key, store = context.partition_key, lineage.get()
     options, specs, executor = load_options(store, key), load_specs(store, key), load_executor(store, key)
     path_rows = store.rows("paths", key, "path_id")
     progress = Progress(context, len(path_rows), "paths translated")
-    outcome, llm_meta = run_with_llm(context, teacher.client(store, context), lambda client: translate_paths(
-        client, path_rows, specs, ExecutorFactory(executor, specs, client), options, key, context.run.run_id,
-        tick=progress.tick), options.max_llm_failure_rate)
-    store.replace_partition(key, {"turns": outcome.turn_rows, "path_rejections": outcome.rejection_rows},
-                            stage="queries")
+    outcome, llm_meta = run_with_llm(
+        context,
+        teacher.client(store, context),
+        lambda client: translate_paths(
+            client,
+            path_rows,
+            specs,
+            ExecutorFactory(executor, specs, client),
+            options,
+            key,
+            context.run.run_id,
+            tick=progress.tick,
+        ),
+        options.max_llm_failure_rate,
+    )
+    store.replace_partition(
+        key, {"turns": outcome.turn_rows, "path_rejections": outcome.rejection_rows}, stage="queries"
+    )
     kept = outcome.paths_in - len(outcome.rejection_rows)
     context.log.info(f"{key}: {kept}/{outcome.paths_in} paths kept, {len(outcome.turn_rows)} turns")
     return dg.MaterializeResult(metadata=queries_metadata(outcome) | llm_meta)
@@ -49,29 +67,48 @@ def queries_metadata(outcome: TranslationOutcome) -> dict:
         "paths_dropped": len(rejections),
         "yield": round(kept / outcome.paths_in, 4) if outcome.paths_in else 0.0,
         "dropped_by_rule": dg.MetadataValue.md(counts_table(Counter(r["rule"] for r in rejections), "rule")),
-        "rejections": dg.MetadataValue.md(md_table([{k: r[k] for k in ("path_id", "turn_index", "rule", "reason")}
-                                                    for r in rejections], limit=20)),
-        "preview": dg.MetadataValue.md(md_table([{"path_id": t["path_id"], "turn": t["turn_index"], "kind": t["kind"],
-                                                  "query": t["query"], "calls": t["calls"]} for t in turns])),
+        "rejections": dg.MetadataValue.md(
+            md_table([{k: r[k] for k in ("path_id", "turn_index", "rule", "reason")} for r in rejections], limit=20)
+        ),
+        "preview": dg.MetadataValue.md(
+            md_table(
+                [
+                    {
+                        "path_id": t["path_id"],
+                        "turn": t["turn_index"],
+                        "kind": t["kind"],
+                        "query": t["query"],
+                        "calls": t["calls"],
+                    }
+                    for t in turns
+                ]
+            )
+        ),
     }
 
 
-@dg.asset_check(asset=queries, blocking=True,
-                description="A tool set sharing functions with BFCL holds none of BFCL's multi-turn questions or "
-                            "initial states (this run's partition only).")
-def no_bfcl_contamination(context: dg.AssetCheckExecutionContext,
-                          lineage: LineageStoreResource) -> dg.AssetCheckResult:
+@dg.asset_check(
+    asset=queries,
+    blocking=True,
+    description="A tool set sharing functions with BFCL holds none of BFCL's multi-turn questions or "
+    "initial states (this run's partition only).",
+)
+def no_bfcl_contamination(context: dg.AssetCheckExecutionContext, lineage: LineageStoreResource) -> dg.AssetCheckResult:
     store = lineage.get()
     findings: list[dict] = []
     checked = []
     for key in check_partitions(context, store):
-        found = partition_findings([r["name"] for r in store.rows("functions", key)], store.rows("turns", key),
-                                   load_executor(store, key))
+        found = partition_findings(
+            [r["name"] for r in store.rows("functions", key)], store.rows("turns", key), load_executor(store, key)
+        )
         if found is not None:
             checked.append(key)
             findings += [f | {"tool_set": key} for f in found]
-    return dg.AssetCheckResult(passed=not findings, metadata={
-        "tool_sets_checked": dg.MetadataValue.json(checked),
-        "findings": len(findings),
-        "examples": dg.MetadataValue.json(findings[:10]),
-    })
+    return dg.AssetCheckResult(
+        passed=not findings,
+        metadata={
+            "tool_sets_checked": dg.MetadataValue.json(checked),
+            "findings": len(findings),
+            "examples": dg.MetadataValue.json(findings[:10]),
+        },
+    )

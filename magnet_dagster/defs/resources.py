@@ -6,9 +6,9 @@ Gemini on Vertex AI, vLLM or any OpenAI-compatible server with environment varia
 `MAGNET_TEACHER_BATCH=vertex` sends bulk steps' requests to Vertex batch prediction first.
 """
 
-
 import uuid
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import dagster as dg
 from pydantic import PrivateAttr
@@ -79,10 +79,13 @@ class LLMResource(dg.ConfigurableResource):
 
     def client(self, store: LineageStore, context: dg.AssetExecutionContext) -> LLMClient:
         return LLMClient(
-            backend=self.backend(), store=store,
+            backend=self.backend(),
+            store=store,
             journal_dir=config.magnet_home() / "llm_journal",
-            tool_set=context.partition_key if context.has_partition_key else None, run_id=context.run.run_id,
-            asset=context.asset_key.to_user_string(), concurrency=self.concurrency,
+            tool_set=context.partition_key if context.has_partition_key else None,
+            run_id=context.run.run_id,
+            asset=context.asset_key.to_user_string(),
+            concurrency=self.concurrency,
         ).open()
 
     def prefetcher(self, client: LLMClient) -> Prefetch | None:
@@ -97,4 +100,5 @@ class LLMResource(dg.ConfigurableResource):
             workdir = config.magnet_home() / "batch" / f"{client.run_id or 'run'}-{uuid.uuid4().hex[:8]}"
             outcome = await prefetch_with_batch(client, requests, runner, workdir)
             return outcome.as_metadata()
+
         return prefetch

@@ -3,11 +3,13 @@
 import dagster as dg
 
 from magnet_dagster.defs.jobs import evaluation_job
-from magnet_dagster.defs.partitions import tool_sets
+from magnet_dagster.defs.partitions import TOOL_SETS
 
 
 @dg.schedule(cron_schedule="0 2 * * *", job=evaluation_job, default_status=dg.DefaultScheduleStatus.STOPPED)
 def nightly_evaluation(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
     day = context.scheduled_execution_time.strftime("%Y-%m-%d") if context.scheduled_execution_time else "now"
-    return [dg.RunRequest(run_key=f"{key}:{day}", partition_key=key)
-            for key in context.instance.get_dynamic_partitions(tool_sets.name)]
+    return [
+        dg.RunRequest(run_key=f"{key}:{day}", partition_key=key)
+        for key in context.instance.get_dynamic_partitions(TOOL_SETS)
+    ]

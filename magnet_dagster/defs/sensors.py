@@ -5,14 +5,13 @@ A new one becomes a partition and gets a run of the whole pipeline; a changed on
 each tool set was last run with.
 """
 
-
 import json
 
 import dagster as dg
 
 from magnet_dagster import config
 from magnet_dagster.defs.jobs import magnet_pipeline
-from magnet_dagster.defs.partitions import tool_sets
+from magnet_dagster.defs.partitions import TOOL_SETS, tool_sets
 from magnet_dagster.tools.formats import scan_tool_sets
 
 
@@ -22,11 +21,12 @@ def tool_set_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg
     found, skipped = scan_tool_sets(config.tool_sets_dir())
     for entry, why in skipped.items():
         context.log.warning(f"skipping {entry}: {why}")
-    existing = set(context.instance.get_dynamic_partitions(tool_sets.name))
+    existing = set(context.instance.get_dynamic_partitions(TOOL_SETS))
     new_keys = sorted(k for k in found if k not in existing)
     requests = [
         dg.RunRequest(run_key=f"{name}:{digest}", partition_key=name, tags={"magnet/content_hash": digest})
-        for name, digest in sorted(found.items()) if seen.get(name) != digest
+        for name, digest in sorted(found.items())
+        if seen.get(name) != digest
     ]
     if not requests and not new_keys:
         return dg.SkipReason(f"no new or changed tool sets in {config.tool_sets_dir()}")

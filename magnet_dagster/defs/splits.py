@@ -22,16 +22,29 @@ def training_splits(context: dg.AssetExecutionContext, lineage: LineageStoreReso
     """Train / validation / test by path, and the files a trainer loads."""
     key, store = context.partition_key, lineage.get()
     options = load_options(store, key)
-    rows, kept, duplicates = split_rows(store.rows("trajectories", key, "trajectory_id"),
-                                        SplitSettings(options.split_fractions, options.seed), key, context.run.run_id)
+    rows, kept, duplicates = split_rows(
+        store.rows("trajectories", key, "trajectory_id"),
+        SplitSettings(options.split_fractions, options.seed),
+        key,
+        context.run.run_id,
+    )
     store.replace_partition(key, {"splits": rows})
     counts = stage_counts(store, key)
-    outcome = export_partition(config.exports_dir(key), key, kept, {r["trajectory_id"]: r["split"] for r in rows},
-                               store.rows("preference_pairs", key, "pair_id"), store.rows("paths", key),
-                               counts | {"duplicates_removed": duplicates}, stage_yields(counts))
+    outcome = export_partition(
+        config.exports_dir(key),
+        key,
+        kept,
+        {r["trajectory_id"]: r["split"] for r in rows},
+        store.rows("preference_pairs", key, "pair_id"),
+        store.rows("paths", key),
+        counts | {"duplicates_removed": duplicates},
+        stage_yields(counts),
+    )
     per_split = {s: sum(1 for r in rows if r["split"] == s) for s in SPLITS}
-    context.log.info(f"{key}: {len(outcome.sft)} SFT rows {per_split}, {len(outcome.preference)} preference rows "
-                     f"-> {outcome.directory}")
+    context.log.info(
+        f"{key}: {len(outcome.sft)} SFT rows {per_split}, {len(outcome.preference)} preference rows "
+        f"-> {outcome.directory}"
+    )
     return dg.MaterializeResult(metadata=splits_metadata(outcome, rows, per_split, duplicates))
 
 
@@ -42,29 +55,41 @@ def splits_metadata(outcome: ExportOutcome, rows: list[dict], per_split: dict[st
         "preference_rows": len(outcome.preference),
         "duplicates_removed": duplicates,
         "splits": dg.MetadataValue.json(per_split),
-        "shape_mix": dg.MetadataValue.json({k: {"paths": p, "conversations": c}
-                                            for k, (p, c) in outcome.shapes.items()}),
+        "shape_mix": dg.MetadataValue.json(
+            {k: {"paths": p, "conversations": c} for k, (p, c) in outcome.shapes.items()}
+        ),
         "exports": dg.MetadataValue.path(str(outcome.directory)),
         "dataset_card": dg.MetadataValue.md(outcome.card),
-        "preview": dg.MetadataValue.md(md_table([{"trajectory_id": r["trajectory_id"], "split": r["split"],
-                                                  "path_id": r["path_id"]} for r in rows])),
+        "preview": dg.MetadataValue.md(
+            md_table(
+                [{"trajectory_id": r["trajectory_id"], "split": r["split"], "path_id": r["path_id"]} for r in rows]
+            )
+        ),
     }
 
 
-@dg.asset_check(asset=training_splits, blocking=True, description="No path appears in two splits "
-                                                                  "(this run's partition only).")
+@dg.asset_check(
+    asset=training_splits, blocking=True, description="No path appears in two splits (this run's partition only)."
+)
 def no_split_leakage(context: dg.AssetCheckExecutionContext, lineage: LineageStoreResource) -> dg.AssetCheckResult:
     store = lineage.get()
     leaked = [p for key in check_partitions(context, store) for p in leaked_paths(store.rows("splits", key))]
     return dg.AssetCheckResult(passed=not leaked, metadata={"leaked_paths": len(leaked)})
 
 
-@dg.asset_check(asset=training_splits, blocking=True,
-                description="Exported conversations hold no hint text and only offered, schema-valid calls "
-                            "(this run's partition only).")
+@dg.asset_check(
+    asset=training_splits,
+    blocking=True,
+    description="Exported conversations hold no hint text and only offered, schema-valid calls "
+    "(this run's partition only).",
+)
 def exports_are_clean(context: dg.AssetCheckExecutionContext, lineage: LineageStoreResource) -> dg.AssetCheckResult:
     store = lineage.get()
-    problems = [f"{key}/{p}" for key in check_partitions(context, store)
-                for p in exported_problems(read_jsonl(config.exports_dir(key) / "sft.jsonl"), load_specs(store, key))]
-    return dg.AssetCheckResult(passed=not problems, metadata={"problems": len(problems),
-                                                              "examples": dg.MetadataValue.json(problems[:10])})
+    problems = [
+        f"{key}/{p}"
+        for key in check_partitions(context, store)
+        for p in exported_problems(read_jsonl(config.exports_dir(key) / "sft.jsonl"), load_specs(store, key))
+    ]
+    return dg.AssetCheckResult(
+        passed=not problems, metadata={"problems": len(problems), "examples": dg.MetadataValue.json(problems[:10])}
+    )

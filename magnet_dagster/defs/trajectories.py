@@ -15,21 +15,35 @@ from magnet_dagster.store.loaders import load_options, load_specs, load_turns_by
 from magnet_dagster.synthesis.distillation import DistillationOutcome, distill_paths
 
 
-@dg.asset(partitions_def=tool_sets, group_name="trajectories", deps=["queries"], kinds={"duckdb"},
-          pool="teacher")
-def trajectories(context: dg.AssetExecutionContext, lineage: LineageStoreResource,
-                 teacher: LLMResource) -> dg.MaterializeResult:
+@dg.asset(partitions_def=tool_sets, group_name="trajectories", deps=["queries"], kinds={"duckdb"}, pool="teacher")
+def trajectories(
+    context: dg.AssetExecutionContext, lineage: LineageStoreResource, teacher: LLMResource
+) -> dg.MaterializeResult:
     """Positive multi-turn conversations, and turn-level preference pairs from wrong hints."""
     key, store = context.partition_key, lineage.get()
     options, specs, by_path = load_options(store, key), load_specs(store, key), load_turns_by_path(store, key)
     progress = Progress(context, len(by_path), "paths distilled")
-    outcome, llm_meta = run_with_llm(context, teacher.client(store, context), lambda client: distill_paths(
-        client, by_path, specs, key, context.run.run_id, options.seed, options.negatives, tick=progress.tick),
-        options.max_llm_failure_rate)
-    store.replace_partition(key, {"trajectories": outcome.trajectory_rows, "preference_pairs": outcome.pair_rows,
-                                  "path_rejections": outcome.rejection_rows}, stage="trajectories")
-    context.log.info(f"{key}: {len(outcome.trajectory_rows)}/{outcome.paths_in} trajectories kept, "
-                     f"{len(outcome.pair_rows)} preference pairs")
+    outcome, llm_meta = run_with_llm(
+        context,
+        teacher.client(store, context),
+        lambda client: distill_paths(
+            client, by_path, specs, key, context.run.run_id, options.seed, options.negatives, tick=progress.tick
+        ),
+        options.max_llm_failure_rate,
+    )
+    store.replace_partition(
+        key,
+        {
+            "trajectories": outcome.trajectory_rows,
+            "preference_pairs": outcome.pair_rows,
+            "path_rejections": outcome.rejection_rows,
+        },
+        stage="trajectories",
+    )
+    context.log.info(
+        f"{key}: {len(outcome.trajectory_rows)}/{outcome.paths_in} trajectories kept, "
+        f"{len(outcome.pair_rows)} preference pairs"
+    )
     return dg.MaterializeResult(metadata=trajectories_metadata(outcome) | llm_meta)
 
 
@@ -43,16 +57,28 @@ def trajectories_metadata(outcome: DistillationOutcome) -> dict:
         "yield": round(len(kept) / outcome.paths_in, 4) if outcome.paths_in else 0.0,
         "dropped_by_rule": dg.MetadataValue.md(counts_table(Counter(r["rule"] for r in rejections), "rule")),
         "error_types": dg.MetadataValue.json(dict(Counter(p["error_type"] for p in pairs))),
-        "rejections": dg.MetadataValue.md(md_table([{k: r[k] for k in ("path_id", "turn_index", "rule", "reason")}
-                                                    for r in rejections], limit=20)),
-        "preview": dg.MetadataValue.md(md_table([{"trajectory_id": t["trajectory_id"], "messages": len(t["messages"]),
-                                                  "first_query": next(m["content"] for m in t["messages"]
-                                                                      if m["role"] == "user")} for t in kept])),
+        "rejections": dg.MetadataValue.md(
+            md_table([{k: r[k] for k in ("path_id", "turn_index", "rule", "reason")} for r in rejections], limit=20)
+        ),
+        "preview": dg.MetadataValue.md(
+            md_table(
+                [
+                    {
+                        "trajectory_id": t["trajectory_id"],
+                        "messages": len(t["messages"]),
+                        "first_query": next(m["content"] for m in t["messages"] if m["role"] == "user"),
+                    }
+                    for t in kept
+                ]
+            )
+        ),
     }
 
 
-@dg.asset_check(asset=trajectories, description="Trajectories per signature path stay above the tool set's "
-                                                "`min_yield` (this run's partition only).")
+@dg.asset_check(
+    asset=trajectories,
+    description="Trajectories per signature path stay above the tool set's `min_yield` (this run's partition only).",
+)
 def yield_above_floor(context: dg.AssetCheckExecutionContext, lineage: LineageStoreResource) -> dg.AssetCheckResult:
     store = lineage.get()
     below, achieved = {}, {}
@@ -62,6 +88,11 @@ def yield_above_floor(context: dg.AssetCheckExecutionContext, lineage: LineageSt
         floor = load_options(store, key).min_yield
         if achieved[key] < floor:
             below[key] = f"{achieved[key]:.1%} < {floor:.1%}"
-    return dg.AssetCheckResult(passed=not below, severity=dg.AssetCheckSeverity.WARN,
-                               metadata={"below_floor": dg.MetadataValue.json(below),
-                                         "yield": dg.MetadataValue.json({k: f"{v:.1%}" for k, v in achieved.items()})})
+    return dg.AssetCheckResult(
+        passed=not below,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "below_floor": dg.MetadataValue.json(below),
+            "yield": dg.MetadataValue.json({k: f"{v:.1%}" for k, v in achieved.items()}),
+        },
+    )

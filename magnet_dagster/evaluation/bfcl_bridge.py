@@ -10,6 +10,7 @@ callers use a unique model name per evaluation to keep state from leaking betwee
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import importlib
 import json
@@ -49,9 +50,15 @@ def _result_text(value: Any) -> str:
     return str(value)
 
 
-def dispatcher_execute(func_call_list: list[str], initial_config: dict, involved_classes: list,
-                       model_name: str, test_entry_id: str, long_context: bool = False,
-                       is_evaL_run: bool = False) -> tuple[list[str], dict[str, object]]:
+def dispatcher_execute(
+    func_call_list: list[str],
+    initial_config: dict,
+    involved_classes: list,
+    model_name: str,
+    test_entry_id: str,
+    long_context: bool = False,
+    is_evaL_run: bool = False,
+) -> tuple[list[str], dict[str, object]]:
     """Drop-in for bfcl's `execute_multi_turn_func_call`, without `eval`."""
     _, _, stateless = bfcl.class_files()
     key = (model_name + ("_eval" if is_evaL_run else ""), test_entry_id)
@@ -95,8 +102,9 @@ def dispatcher_underneath() -> Iterator[Any]:
         checker.execute_multi_turn_func_call = original
 
 
-def bfcl_verdict(model_turns: list[list[list[str]]], ground_truth: list[list[str]], entry: dict[str, Any],
-                 category: str) -> dict[str, Any]:
+def bfcl_verdict(
+    model_turns: list[list[list[str]]], ground_truth: list[list[str]], entry: dict[str, Any], category: str
+) -> dict[str, Any]:
     """bfcl's verdict for a model's decoded calls (turn -> step -> call strings)."""
     model_name = f"magnet_{uuid.uuid4().hex[:12]}"
     try:
@@ -111,9 +119,11 @@ def class_specs(classes: list[str]) -> dict[str, FunctionSpec]:
     return {s.name: s for s in bfcl.bfcl_functions(classes, function_from_object)}
 
 
-def project_verdict(model_turns: list[list[str]], ground_truth: list[list[str]],
-                    specs: dict[str, FunctionSpec]) -> tuple[bool, str | None]:
+def project_verdict(
+    model_turns: list[list[str]], ground_truth: list[list[str]], specs: dict[str, FunctionSpec]
+) -> tuple[bool, str | None]:
     """The project's AST matcher over the same turns: every turn's calls must match."""
+
     def order(name: str) -> list[str] | None:
         return list(specs[name].properties) if name in specs else None
 
@@ -132,9 +142,14 @@ def load_category(category: str) -> list[tuple[dict[str, Any], list[list[str]]]]
     """(test entry, ground truth or possible answer) pairs of one BFCL category, from the installed package."""
     data = bfcl.package_dir() / "data"
     entries = [json.loads(x) for x in (data / f"BFCL_v4_{category}.json").read_text().splitlines() if x.strip()]
-    answers = {a["id"]: a["ground_truth"] for a in
-               (json.loads(x) for x in (data / "possible_answer" / f"BFCL_v4_{category}.json").read_text().splitlines()
-                if x.strip())}
+    answers = {
+        a["id"]: a["ground_truth"]
+        for a in (
+            json.loads(x)
+            for x in (data / "possible_answer" / f"BFCL_v4_{category}.json").read_text().splitlines()
+            if x.strip()
+        )
+    }
     return [(e, answers[e["id"]]) for e in entries if e["id"] in answers]
 
 
@@ -165,7 +180,7 @@ def ast_checker_module() -> Any:
             importlib.import_module(name)
         except ImportError:
             table = types.ModuleType(name)
-            table.MODEL_CONFIG_MAPPING = {_AST_MODEL: _FlagsOnly()}
+            setattr(table, "MODEL_CONFIG_MAPPING", {_AST_MODEL: _FlagsOnly()})  # noqa: B010 (a module made here)
             sys.modules[name] = table
     from bfcl_eval.eval_checker.ast_eval import ast_checker
 
@@ -174,8 +189,9 @@ def ast_checker_module() -> Any:
     return ast_checker
 
 
-def bfcl_ast_verdict(entry: dict[str, Any], possible_answer: list[dict[str, Any]], calls: list[ToolCall],
-                     category: str) -> dict[str, Any]:
+def bfcl_ast_verdict(
+    entry: dict[str, Any], possible_answer: list[dict[str, Any]], calls: list[ToolCall], category: str
+) -> dict[str, Any]:
     """bfcl's single-turn verdict (`valid`, `error`) for decoded calls."""
     from bfcl_eval.constants.enums import Language
 
@@ -190,6 +206,7 @@ def entry_specs(entry: dict[str, Any]) -> dict[str, FunctionSpec]:
 
 def first_answer(possible_answer: list[dict[str, Any]]) -> list[ToolCall]:
     """The ground truth as calls: each parameter's first accepted value; "" (optional) left out."""
+
     def collapse(value: Any) -> Any:
         if isinstance(value, dict):  # a dict's fields list their accepted values in turn
             return {k: collapse(v[0]) for k, v in value.items() if v and v[0] != ""}
@@ -199,25 +216,33 @@ def first_answer(possible_answer: list[dict[str, Any]]) -> list[ToolCall]:
 
     calls = []
     for item in possible_answer:
-        (name, params), = item.items()
+        ((name, params),) = item.items()
         calls.append(ToolCall(name, collapse(params)))
     return calls
 
 
-LEADERBOARD_COLUMNS = {"multi_turn_base": "Base", "multi_turn_miss_func": "Miss Func",
-                       "multi_turn_miss_param": "Miss Param", "multi_turn_long_context": "Long Context"}
+LEADERBOARD_COLUMNS = {
+    "multi_turn_base": "Base",
+    "multi_turn_miss_func": "Miss Func",
+    "multi_turn_miss_param": "Miss Param",
+    "multi_turn_long_context": "Long Context",
+}
 
 
 def turn_tools(entry: dict[str, Any], specs: dict[str, FunctionSpec], turn: int) -> list[dict[str, Any]]:
     """Tools offered at `turn`: excluded ones never, missed ones only from their turn on."""
     excluded = set(entry.get("excluded_function") or [])
     missed = {name: int(t) for t, names in (entry.get("missed_function") or {}).items() for name in names}
-    return [s.openai_tool() for n, s in sorted(specs.items())
-            if n not in excluded and (n not in missed or turn >= missed[n])]
+    return [
+        s.openai_tool()
+        for n, s in sorted(specs.items())
+        if n not in excluded and (n not in missed or turn >= missed[n])
+    ]
 
 
-async def run_student_on_entry(client: Any, entry: dict[str, Any], category: str,
-                               max_steps: int = 4) -> list[list[list[str]]]:
+async def run_student_on_entry(
+    client: Any, entry: dict[str, Any], category: str, max_steps: int = 4
+) -> list[list[list[str]]]:
     """The student's decoded calls for one BFCL entry: turn -> step -> call strings.
 
     Each step's calls are executed through the dispatcher and their results fed back,
@@ -235,15 +260,24 @@ async def run_student_on_entry(client: Any, entry: dict[str, Any], category: str
             history.extend(messages)
             steps: list[list[str]] = []
             for step in range(max_steps):
-                reply = await client.chat(LLMRequest(messages=list(history), tools=turn_tools(entry, specs, turn),
-                                                     temperature=0.0, max_tokens=256))
+                reply = await client.chat(
+                    LLMRequest(
+                        messages=list(history), tools=turn_tools(entry, specs, turn), temperature=0.0, max_tokens=256
+                    )
+                )
                 calls = reply.tool_calls() if reply.ok else []
                 if not calls:
                     history.append({"role": "assistant", "content": reply.content})
                     break
                 texts = [c.python() for c in calls]
-                outputs, _ = dispatcher_execute(texts, entry["initial_config"], entry["involved_classes"],
-                                                model_name, entry["id"], long_context="long_context" in category)
+                outputs, _ = dispatcher_execute(
+                    texts,
+                    entry["initial_config"],
+                    entry["involved_classes"],
+                    model_name,
+                    entry["id"],
+                    long_context="long_context" in category,
+                )
                 assistant, results = tool_messages(calls, outputs, f"{turn}_{step}")
                 history += [assistant, *results]
                 steps.append(texts)
@@ -265,5 +299,42 @@ def leaderboard_table(results: dict[str, list[bool]], model: str) -> list[dict[s
         if acc is not None:
             accuracies.append(acc)
     overall = sum(accuracies) / len(accuracies) if accuracies else None
-    return [{"Model": model, "Multi Turn Overall Acc": f"{overall:.2%}" if overall is not None else "n/a",
-             **{k: v for k, v in row.items() if k != "Model"}}]
+    return [
+        {
+            "Model": model,
+            "Multi Turn Overall Acc": f"{overall:.2%}" if overall is not None else "n/a",
+            **{k: v for k, v in row.items() if k != "Model"},
+        }
+    ]
+
+
+async def run_bfcl_categories(
+    client: Any, categories: list[str], entries_per_category: int, max_steps: int, run_id: str
+) -> tuple[list[dict[str, Any]], dict[str, list[bool]]]:
+    """(`eval_results` rows, verdicts by category) for the first entries of each BFCL category."""
+    items = [(cat, entry, gt) for cat in categories for entry, gt in load_category(cat)[:entries_per_category]]
+
+    async def one(cat: str, entry: dict[str, Any], gt: list[list[str]]) -> dict[str, Any]:
+        decoded = await run_student_on_entry(client, entry, cat, max_steps)
+        verdict = bfcl_verdict(decoded, gt, entry, cat)
+        return {
+            "result_id": f"{run_id[:8]}-{entry['id']}",
+            "tool_set": "bfcl",
+            "run_id": run_id,
+            "student_model": client.model,
+            "trajectory_id": entry["id"],
+            "turn_index": -1,
+            "kind": cat,
+            "expected": None,
+            "got": decoded,
+            "verdict": bool(verdict["valid"]),
+            "reason": verdict.get("error_message"),
+            "llm_call_id": None,
+            "mode": "bfcl_multi_turn",
+        }
+
+    rows = list(await asyncio.gather(*(one(*item) for item in items)))
+    by_category: dict[str, list[bool]] = {}
+    for row in rows:
+        by_category.setdefault(row["kind"], []).append(row["verdict"])
+    return rows, by_category

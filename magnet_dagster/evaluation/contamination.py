@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any
 
 from magnet_dagster.tools import bfcl
 from magnet_dagster.tools.executors import conversation_seed
@@ -27,7 +28,7 @@ def _words(text: str) -> list[str]:
 
 
 def _shingles(words: list[str]) -> set[tuple[str, ...]]:
-    return {tuple(words[i: i + SHINGLE]) for i in range(len(words) - SHINGLE + 1)}
+    return {tuple(words[i : i + SHINGLE]) for i in range(len(words) - SHINGLE + 1)}
 
 
 def _canonical(state: Any) -> str:
@@ -45,7 +46,9 @@ class BfclEvaluationData:
 @lru_cache(maxsize=1)
 def bfcl_evaluation_data() -> BfclEvaluationData:
     data_dir = bfcl.package_dir() / "data"
-    questions, shingles, states = set(), set(), {}
+    questions: set[str] = set()
+    shingles: set[tuple[str, ...]] = set()
+    states: dict[str, set[str]] = {}
     for category in CATEGORIES:
         path = data_dir / f"BFCL_v4_{category}.json"
         for line in path.read_text().splitlines():
@@ -61,8 +64,9 @@ def bfcl_evaluation_data() -> BfclEvaluationData:
             for cls, config in (entry.get("initial_config") or {}).items():
                 states.setdefault(cls, set()).add(_canonical(config))
     functions = {doc["name"] for cls in bfcl.class_files()[0] for _, doc in bfcl.func_docs(cls)}
-    return BfclEvaluationData(frozenset(questions), frozenset(shingles),
-                              {k: frozenset(v) for k, v in states.items()}, frozenset(functions))
+    return BfclEvaluationData(
+        frozenset(questions), frozenset(shingles), {k: frozenset(v) for k, v in states.items()}, frozenset(functions)
+    )
 
 
 def copied_queries(queries: Iterable[tuple[str, str]], data: BfclEvaluationData | None = None) -> list[dict[str, str]]:
@@ -74,18 +78,23 @@ def copied_queries(queries: Iterable[tuple[str, str]], data: BfclEvaluationData 
         if " ".join(words) in data.questions:
             found.append({"id": item_id, "why": "equals a BFCL multi-turn question", "text": text[:120]})
         elif _shingles(words) & data.shingles:
-            found.append({"id": item_id, "why": f"shares {SHINGLE}+ consecutive words with a BFCL question",
-                          "text": text[:120]})
+            found.append(
+                {"id": item_id, "why": f"shares {SHINGLE}+ consecutive words with a BFCL question", "text": text[:120]}
+            )
     return found
 
 
-def copied_states(states: Iterable[tuple[str, str, Any]], data: BfclEvaluationData | None = None) -> list[dict[str, str]]:
+def copied_states(
+    states: Iterable[tuple[str, str, Any]], data: BfclEvaluationData | None = None
+) -> list[dict[str, str]]:
     """(id, class, state) triples whose state equals one of BFCL's initial configs for that class."""
     data = data or bfcl_evaluation_data()
     # An empty state is the class's own default, not a scenario anyone could copy.
-    return [{"id": item_id, "why": f"{cls} state equals a BFCL initial_config"}
-            for item_id, cls, state in states
-            if state and _canonical(state) in data.states.get(cls, frozenset())]
+    return [
+        {"id": item_id, "why": f"{cls} state equals a BFCL initial_config"}
+        for item_id, cls, state in states
+        if state and _canonical(state) in data.states.get(cls, frozenset())
+    ]
 
 
 def shares_functions(function_names: Iterable[str], data: BfclEvaluationData | None = None) -> bool:
@@ -93,8 +102,9 @@ def shares_functions(function_names: Iterable[str], data: BfclEvaluationData | N
     return bool(set(function_names) & data.functions)
 
 
-def partition_findings(function_names: list[str], turns: list[dict[str, Any]],
-                       executor: dict[str, Any]) -> list[dict[str, str]] | None:
+def partition_findings(
+    function_names: list[str], turns: list[dict[str, Any]], executor: dict[str, Any]
+) -> list[dict[str, str]] | None:
     """Copied BFCL questions and starting states in one tool set's turns; None when it shares no
     function with BFCL (nothing to check)."""
     if not shares_functions(function_names):

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from magnet_dagster.llm.client import LLMClient, LLMRequest
 from magnet_dagster.tools.calls import ToolCall, calls_mismatch
@@ -44,8 +45,11 @@ class TurnVerdict:
 
 def decision_points(messages: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
     """(index of the user message, the reference assistant message that answers it)."""
-    return [(i, messages[i + 1]) for i, m in enumerate(messages)
-            if m["role"] == "user" and i + 1 < len(messages) and messages[i + 1]["role"] == "assistant"]
+    return [
+        (i, messages[i + 1])
+        for i, m in enumerate(messages)
+        if m["role"] == "user" and i + 1 < len(messages) and messages[i + 1]["role"] == "assistant"
+    ]
 
 
 def tools_at(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -59,8 +63,9 @@ def tools_at(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> lis
     return offered
 
 
-def score_turn(reference: dict[str, Any], got_calls: list[ToolCall], content: str,
-               specs: dict[str, FunctionSpec]) -> tuple[str, Any, str | None]:
+def score_turn(
+    reference: dict[str, Any], got_calls: list[ToolCall], content: str, specs: dict[str, FunctionSpec]
+) -> tuple[str, Any, str | None]:
     """(kind, expected, reason or None when right) for one student turn."""
     if reference.get("tool_calls"):
         expected = [ToolCall.from_dict(tc["function"]) for tc in reference["tool_calls"]]
@@ -79,35 +84,76 @@ def _categories(reference: dict[str, Any], specs: dict[str, FunctionSpec]) -> li
     return sorted({specs[n].category or "-" for n in names if n in specs})
 
 
-async def teacher_forced(client: LLMClient, trajectory: dict[str, Any], specs: dict[str, FunctionSpec],
-                         operations: list[str], max_tokens: int = 256) -> list[TurnVerdict]:
+async def teacher_forced(
+    client: LLMClient,
+    trajectory: dict[str, Any],
+    specs: dict[str, FunctionSpec],
+    operations: list[str],
+    max_tokens: int = 256,
+) -> list[TurnVerdict]:
     messages = trajectory["messages"]
 
     async def one(turn_index: int, user_index: int, reference: dict[str, Any]) -> TurnVerdict:
         history = messages[: user_index + 1]
-        reply = await client.chat(LLMRequest(messages=history, tools=tools_at(history, trajectory["tools"]),
-                                             temperature=0.0, max_tokens=max_tokens))
+        reply = await client.chat(
+            LLMRequest(
+                messages=history, tools=tools_at(history, trajectory["tools"]), temperature=0.0, max_tokens=max_tokens
+            )
+        )
         return _verdict(trajectory, turn_index, reference, reply, specs, operations, TEACHER_FORCED)
 
     points = decision_points(messages)
     return list(await asyncio.gather(*(one(t, u, ref) for t, (u, ref) in enumerate(points))))
 
 
-def _verdict(trajectory: dict[str, Any], turn_index: int, reference: dict[str, Any], reply: Any,
-             specs: dict[str, FunctionSpec], operations: list[str], mode: str) -> TurnVerdict:
+def _verdict(
+    trajectory: dict[str, Any],
+    turn_index: int,
+    reference: dict[str, Any],
+    reply: Any,
+    specs: dict[str, FunctionSpec],
+    operations: list[str],
+    mode: str,
+) -> TurnVerdict:
     got_calls = reply.tool_calls()
     got = {"content": reply.content, "calls": [c.as_dict() for c in got_calls]}
     if not reply.ok:
-        return TurnVerdict(trajectory["trajectory_id"], turn_index, "error", None, got, False,
-                           f"student call failed: {reply.error}", reply.call_id, mode, operations)
+        return TurnVerdict(
+            trajectory["trajectory_id"],
+            turn_index,
+            "error",
+            None,
+            got,
+            False,
+            f"student call failed: {reply.error}",
+            reply.call_id,
+            mode,
+            operations,
+        )
     kind, expected, reason = score_turn(reference, got_calls, reply.content, specs)
-    return TurnVerdict(trajectory["trajectory_id"], turn_index, kind, expected, got, reason is None, reason,
-                       reply.call_id, mode, operations, _categories(reference, specs))
+    return TurnVerdict(
+        trajectory["trajectory_id"],
+        turn_index,
+        kind,
+        expected,
+        got,
+        reason is None,
+        reason,
+        reply.call_id,
+        mode,
+        operations,
+        _categories(reference, specs),
+    )
 
 
-async def free_running(client: LLMClient, trajectory: dict[str, Any], specs: dict[str, FunctionSpec],
-                       operations: list[str], new_executor: Callable[[], Executor],
-                       max_tokens: int = 256) -> list[TurnVerdict]:
+async def free_running(
+    client: LLMClient,
+    trajectory: dict[str, Any],
+    specs: dict[str, FunctionSpec],
+    operations: list[str],
+    new_executor: Callable[[], Executor],
+    max_tokens: int = 256,
+) -> list[TurnVerdict]:
     """The student's calls run and feed its own history; state is compared after each turn."""
     reference_msgs = trajectory["messages"]
     points = decision_points(reference_msgs)
@@ -117,10 +163,16 @@ async def free_running(client: LLMClient, trajectory: dict[str, Any], specs: dic
     verdicts = []
     try:
         for turn_index, (user_index, reference) in enumerate(points):
-            history.extend(m for m in reference_msgs[cursor: user_index + 1] if m["role"] in ("system", "user"))
+            history.extend(m for m in reference_msgs[cursor : user_index + 1] if m["role"] in ("system", "user"))
             cursor = user_index + 1
-            reply = await client.chat(LLMRequest(messages=list(history), tools=tools_at(history, trajectory["tools"]),
-                                                 temperature=0.0, max_tokens=max_tokens))
+            reply = await client.chat(
+                LLMRequest(
+                    messages=list(history),
+                    tools=tools_at(history, trajectory["tools"]),
+                    temperature=0.0,
+                    max_tokens=max_tokens,
+                )
+            )
             verdict = _verdict(trajectory, turn_index, reference, reply, specs, operations, FREE_RUNNING)
             calls = reply.tool_calls() if reply.ok else []
             outputs = [(await student.execute(c)).output for c in calls]
@@ -149,8 +201,11 @@ def summarise(verdicts: list[TurnVerdict]) -> dict[str, Any]:
     for mode in sorted({v.mode for v in verdicts}):
         vs = [v for v in verdicts if v.mode == mode]
         by_conv: dict[str, list[bool]] = defaultdict(list)
-        groups: dict[str, dict[str, list[bool]]] = {"kind": defaultdict(list), "operation": defaultdict(list),
-                                                     "category": defaultdict(list)}
+        groups: dict[str, dict[str, list[bool]]] = {
+            "kind": defaultdict(list),
+            "operation": defaultdict(list),
+            "category": defaultdict(list),
+        }
         for v in vs:
             by_conv[v.trajectory_id].append(v.verdict)
             groups["kind"][v.kind].append(v.verdict)
@@ -165,8 +220,10 @@ def summarise(verdicts: list[TurnVerdict]) -> dict[str, Any]:
             "turn_accuracy": _rate([v.verdict for v in vs]),
             "conversation_accuracy": _rate([all(c) for c in by_conv.values()]),
             "state_match": _rate(states),
-            **{f"by_{name}": {k: {"turns": len(x), "accuracy": _rate(x)} for k, x in sorted(g.items())}
-               for name, g in groups.items()},
+            **{
+                f"by_{name}": {k: {"turns": len(x), "accuracy": _rate(x)} for k, x in sorted(g.items())}
+                for name, g in groups.items()
+            },
         }
     return out
 
@@ -178,19 +235,35 @@ def _rate(values: list[bool]) -> float | None:
 def verdict_row(v: TurnVerdict, tool_set: str, run_id: str, model: str) -> dict[str, Any]:
     return {
         "result_id": f"{run_id[:8]}-{v.mode}-{v.trajectory_id}-{v.turn_index}",
-        "tool_set": tool_set, "run_id": run_id, "student_model": model,
-        "trajectory_id": v.trajectory_id, "turn_index": v.turn_index, "kind": v.kind,
-        "expected": v.expected, "got": v.got, "verdict": v.verdict, "reason": v.reason,
-        "llm_call_id": v.llm_call_id, "mode": v.mode, "operations": v.operations,
-        "categories": v.categories, "state_match": v.state_match,
+        "tool_set": tool_set,
+        "run_id": run_id,
+        "student_model": model,
+        "trajectory_id": v.trajectory_id,
+        "turn_index": v.turn_index,
+        "kind": v.kind,
+        "expected": v.expected,
+        "got": v.got,
+        "verdict": v.verdict,
+        "reason": v.reason,
+        "llm_call_id": v.llm_call_id,
+        "mode": v.mode,
+        "operations": v.operations,
+        "categories": v.categories,
+        "state_match": v.state_match,
     }
 
 
-async def evaluate(client: LLMClient, tests: list[dict[str, Any]], specs: dict[str, FunctionSpec],
-                   factory: ExecutorFactory) -> list[TurnVerdict]:
+async def evaluate(
+    client: LLMClient, tests: list[dict[str, Any]], specs: dict[str, FunctionSpec], factory: ExecutorFactory
+) -> list[TurnVerdict]:
     """Every test conversation teacher-forced, and free-running too when its tools really execute."""
     jobs = [teacher_forced(client, t, specs, t["operations"]) for t in tests]
     if factory.executable:
-        jobs += [free_running(client, t, specs, t["operations"],
-                              lambda seed=conversation_seed(t["path_id"]): factory.new(seed)) for t in tests]
+        jobs += [free_running(client, t, specs, t["operations"], _executors(factory, t["path_id"])) for t in tests]
     return [v for conv in await asyncio.gather(*jobs) for v in conv]
+
+
+def _executors(factory: ExecutorFactory, path_id: str) -> Callable[[], Executor]:
+    """New executors for one conversation, each from that path's starting state."""
+    seed = conversation_seed(path_id)
+    return lambda: factory.new(seed)

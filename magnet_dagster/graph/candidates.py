@@ -15,8 +15,41 @@ from dataclasses import dataclass
 from magnet_dagster.tools.spec import FunctionSpec
 
 _WORD = re.compile(r"[a-z][a-z0-9]+")
-_STOP = frozenset("the a an of to for and or in on is be by with from this that it its as at "
-                  "value values number string list dict integer float boolean object".split())
+_STOP = frozenset(
+    [
+        "the",
+        "a",
+        "an",
+        "of",
+        "to",
+        "for",
+        "and",
+        "or",
+        "in",
+        "on",
+        "is",
+        "be",
+        "by",
+        "with",
+        "from",
+        "this",
+        "that",
+        "it",
+        "its",
+        "as",
+        "at",
+        "value",
+        "values",
+        "number",
+        "string",
+        "list",
+        "dict",
+        "integer",
+        "float",
+        "boolean",
+        "object",
+    ]
+)
 
 
 def _words(text: str | None) -> set[str]:

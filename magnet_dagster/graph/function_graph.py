@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import networkx as nx
 
@@ -17,8 +18,9 @@ def build_graph(functions: Iterable[str], edges: Iterable[dict[str, Any]]) -> nx
     graph.add_nodes_from(functions)
     for e in edges:
         if e["relation"] in WALKABLE:
-            graph.add_edge(e["source"], e["target"], relation=e["relation"],
-                           reason=e.get("reason"), edge_id=e.get("edge_id"))
+            graph.add_edge(
+                e["source"], e["target"], relation=e["relation"], reason=e.get("reason"), edge_id=e.get("edge_id")
+            )
     return graph
 
 

@@ -44,13 +44,15 @@ without the user asking for B? Answer with JSON {{"nested": true|false, "reason"
 
 
 def describe(spec: FunctionSpec) -> str:
-    return json.dumps({
-        "name": spec.name,
-        "description": spec.description[:300],
-        "parameters": {k: v.get("type") for k, v in spec.properties.items()},
-        "required": spec.required,
-        "returns": {k: (v or {}).get("type") for k, v in ((spec.returns or {}).get("properties") or {}).items()},
-    })
+    return json.dumps(
+        {
+            "name": spec.name,
+            "description": spec.description[:300],
+            "parameters": {k: v.get("type") for k, v in spec.properties.items()},
+            "required": spec.required,
+            "returns": {k: (v or {}).get("type") for k, v in ((spec.returns or {}).get("properties") or {}).items()},
+        }
+    )
 
 
 def edge_request(source: FunctionSpec, candidates: list[FunctionSpec]) -> LLMRequest:
@@ -68,8 +70,14 @@ def edge_request(source: FunctionSpec, candidates: list[FunctionSpec]) -> LLMReq
         "required": [c.name for c in candidates],
     }
     return LLMRequest(
-        messages=[{"role": "user", "content": EDGE_PROMPT.format(
-            source=describe(source), candidates="\n".join(describe(c) for c in candidates))}],
+        messages=[
+            {
+                "role": "user",
+                "content": EDGE_PROMPT.format(
+                    source=describe(source), candidates="\n".join(describe(c) for c in candidates)
+                ),
+            }
+        ],
         response_schema=schema,
         max_tokens=64 + 64 * len(candidates),
     )
@@ -102,8 +110,7 @@ def nested_request(source: FunctionSpec, target: FunctionSpec) -> LLMRequest:
         "required": ["nested", "reason"],
     }
     return LLMRequest(
-        messages=[{"role": "user", "content": NESTED_PROMPT.format(
-            source=describe(source), target=describe(target))}],
+        messages=[{"role": "user", "content": NESTED_PROMPT.format(source=describe(source), target=describe(target))}],
         response_schema=schema,
         max_tokens=96,
     )
@@ -122,8 +129,15 @@ class GraphJudgement:
     batch: dict[str, int] = field(default_factory=dict)
 
 
-async def judge_graph(client: LLMClient, specs: dict[str, FunctionSpec], tool_set: str, run_id: str, k: int,
-                      prefetch: Prefetch | None = None, tick: Callable[[], None] | None = None) -> GraphJudgement:
+async def judge_graph(
+    client: LLMClient,
+    specs: dict[str, FunctionSpec],
+    tool_set: str,
+    run_id: str,
+    k: int,
+    prefetch: Prefetch | None = None,
+    tick: Callable[[], None] | None = None,
+) -> GraphJudgement:
     """Judge each function's k best candidates in one request; unparsed verdicts are simply absent."""
     candidates = {s: cs for s, cs in candidate_pairs(list(specs.values()), k=k).items() if cs}
     requests = {s: edge_request(specs[s], [specs[c.target] for c in cs]) for s, cs in candidates.items()}
@@ -134,19 +148,30 @@ async def judge_graph(client: LLMClient, specs: dict[str, FunctionSpec], tool_se
         if tick:
             tick()
         scores = {c.target: c.score for c in candidates[source]}
-        return [{
-            "edge_id": stable_id(tool_set, v.source, v.target), "tool_set": tool_set, "run_id": run_id,
-            "source_id": specs[v.source].function_id(tool_set), "target_id": specs[v.target].function_id(tool_set),
-            "source": v.source, "target": v.target, "relation": v.relation, "reason": v.reason,
-            "score": scores[v.target], "llm_call_id": reply.call_id,
-        } for v in parse_edges(source, list(scores), reply.json() if reply.ok else None)]
+        return [
+            {
+                "edge_id": stable_id(tool_set, v.source, v.target),
+                "tool_set": tool_set,
+                "run_id": run_id,
+                "source_id": specs[v.source].function_id(tool_set),
+                "target_id": specs[v.target].function_id(tool_set),
+                "source": v.source,
+                "target": v.target,
+                "relation": v.relation,
+                "reason": v.reason,
+                "score": scores[v.target],
+                "llm_call_id": reply.call_id,
+            }
+            for v in parse_edges(source, list(scores), reply.json() if reply.ok else None)
+        ]
 
     edges = [e for found in await asyncio.gather(*(one(s) for s in candidates)) for e in found]
     return GraphJudgement(edges, sum(len(cs) for cs in candidates.values()), batch)
 
 
-async def judge_nested(client: LLMClient, specs: dict[str, FunctionSpec], pairs: list[tuple[str, str]],
-                       prefetch: Prefetch | None = None) -> tuple[set[tuple[str, str]], dict[tuple[str, str], str], dict[str, int]]:
+async def judge_nested(
+    client: LLMClient, specs: dict[str, FunctionSpec], pairs: list[tuple[str, str]], prefetch: Prefetch | None = None
+) -> tuple[set[tuple[str, str]], dict[tuple[str, str], str], dict[str, int]]:
     """(pairs judged nested, the judging call of every pair, batch counts)."""
     requests = [nested_request(specs[s], specs[t]) for s, t in pairs]
     batch = await prefetch(requests) if prefetch else {}

@@ -8,8 +8,9 @@ reproducible from its seed.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Iterable
+from typing import Any
 
 import networkx as nx
 
@@ -40,10 +41,13 @@ class Turn:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Turn":
+    def from_dict(cls, d: dict[str, Any]) -> Turn:
         return cls(
-            functions=tuple(d["functions"]), kind=d.get("kind", CALL), target=tuple(d.get("target", ())),
-            nested=tuple(tuple(p) for p in d.get("nested", ())), operations=tuple(d.get("operations", ())),
+            functions=tuple(d["functions"]),
+            kind=d.get("kind", CALL),
+            target=tuple(d.get("target", ())),
+            nested=tuple(tuple(p) for p in d.get("nested", ())),
+            operations=tuple(d.get("operations", ())),
         )
 
 
@@ -61,19 +65,37 @@ class SignaturePath:
     def functions(self) -> list[str]:
         return [f for t in self.turns for f in t.functions]
 
-    def as_row(self, tool_set: str, run_id: str, path_id: str, function_ids: dict[str, str],
-               edge_ids: list[str], llm_call_ids: list[str]) -> dict[str, Any]:
+    def as_row(
+        self,
+        tool_set: str,
+        run_id: str,
+        path_id: str,
+        function_ids: dict[str, str],
+        edge_ids: list[str],
+        llm_call_ids: list[str],
+    ) -> dict[str, Any]:
         """The `paths` row: the walk as function ids, the turns as stored JSON."""
-        return {"path_id": path_id, "tool_set": tool_set, "run_id": run_id,
-                "walk": [function_ids[f] for f in self.walk], "edge_ids": edge_ids,
-                "turns": [t.as_dict() for t in self.turns], "operations": list(self.operations),
-                "shape": self.shape, "llm_call_ids": llm_call_ids}
+        return {
+            "path_id": path_id,
+            "tool_set": tool_set,
+            "run_id": run_id,
+            "walk": [function_ids[f] for f in self.walk],
+            "edge_ids": edge_ids,
+            "turns": [t.as_dict() for t in self.turns],
+            "operations": list(self.operations),
+            "shape": self.shape,
+            "llm_call_ids": llm_call_ids,
+        }
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "SignaturePath":
+    def from_row(cls, row: dict[str, Any]) -> SignaturePath:
         """A stored path back (its walk stays as the stored function ids)."""
-        return cls(walk=tuple(row["walk"]), turns=tuple(Turn.from_dict(t) for t in row["turns"]),
-                   operations=tuple(row["operations"]), shape=row.get("shape") or MULTI_TURN)
+        return cls(
+            walk=tuple(row["walk"]),
+            turns=tuple(Turn.from_dict(t) for t in row["turns"]),
+            operations=tuple(row["operations"]),
+            shape=row.get("shape") or MULTI_TURN,
+        )
 
 
 def random_walk(graph: nx.DiGraph, start: str, steps: int, rng: random.Random) -> list[str]:
@@ -97,12 +119,19 @@ def merge(path: SignaturePath, p: float, rng: random.Random) -> SignaturePath:
     ops = list(path.operations)
     for turn in path.turns:
         prev = turns[-1] if turns else None
-        if (prev is not None and prev.kind == CALL and turn.kind == CALL
-                and len(prev.functions) + len(turn.functions) <= MAX_FUNCTIONS_PER_TURN
-                and rng.random() < p):
-            turns[-1] = replace(prev, functions=prev.functions + turn.functions,
-                                nested=prev.nested + turn.nested,
-                                operations=prev.operations + ("merge",))
+        if (
+            prev is not None
+            and prev.kind == CALL
+            and turn.kind == CALL
+            and len(prev.functions) + len(turn.functions) <= MAX_FUNCTIONS_PER_TURN
+            and rng.random() < p
+        ):
+            turns[-1] = replace(
+                prev,
+                functions=prev.functions + turn.functions,
+                nested=prev.nested + turn.nested,
+                operations=prev.operations + ("merge",),
+            )
             ops.append("merge")
         else:
             turns.append(turn)
@@ -117,8 +146,7 @@ def nested_index(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     return {s: sorted(set(t)) for s, t in index.items()}
 
 
-def insert(path: SignaturePath, nested: dict[str, list[str]], p: float,
-           rng: random.Random) -> SignaturePath:
+def insert(path: SignaturePath, nested: dict[str, list[str]], p: float, rng: random.Random) -> SignaturePath:
     """Add a nested call after a turn's last function, judged nested by the teacher.
 
     Same turn (short dependency) or as its own turn after a random later turn (long
@@ -143,9 +171,12 @@ def insert(path: SignaturePath, nested: dict[str, list[str]], p: float,
         used.add(added)
         later = [j for j in range(i + 1, len(turns)) if turns[j].kind == CALL]
         if len(turn.functions) < MAX_FUNCTIONS_PER_TURN and (not later or rng.random() < 0.5):
-            turns[i] = replace(turn, functions=turn.functions + (added,),
-                               nested=turn.nested + ((last, added),),
-                               operations=turn.operations + ("insert_short",))
+            turns[i] = replace(
+                turn,
+                functions=turn.functions + (added,),
+                nested=turn.nested + ((last, added),),
+                operations=turn.operations + ("insert_short",),
+            )
             ops.append("insert_short")
         elif later:
             j = rng.choice(later)
@@ -155,8 +186,7 @@ def insert(path: SignaturePath, nested: dict[str, list[str]], p: float,
     return replace(path, turns=tuple(turns), operations=tuple(ops))
 
 
-def split(path: SignaturePath, p: float, rng: random.Random,
-          required: dict[str, list[str]]) -> SignaturePath:
+def split(path: SignaturePath, p: float, rng: random.Random, required: dict[str, list[str]]) -> SignaturePath:
     """With probability `p`, put an empty `miss_func` or `miss_params` turn before a call turn.
 
     `miss_params` needs a function with a required parameter to leave out; the assistant
@@ -187,8 +217,9 @@ def shape_counts(mix: dict[str, float], multi_turn_paths: int, functions: int) -
     return {shape: round(total * mix.get(shape, 0.0)) for shape in SHAPES if shape != MULTI_TURN}
 
 
-def single_turn_paths(counts: dict[str, int], required: dict[str, list[str]],
-                      rng: random.Random) -> list[SignaturePath]:
+def single_turn_paths(
+    counts: dict[str, int], required: dict[str, list[str]], rng: random.Random
+) -> list[SignaturePath]:
     """Single-turn examples, round-robin over the functions so each shape covers the catalog.
 
     `parallel` uses functions with a required parameter (two calls must differ somewhere)

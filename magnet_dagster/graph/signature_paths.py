@@ -8,6 +8,7 @@ not use yet).
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +18,15 @@ import networkx as nx
 from magnet_dagster.graph.function_graph import build_graph
 from magnet_dagster.graph.judge import Prefetch, judge_nested
 from magnet_dagster.graph.paths import (
-    SignaturePath, initial_path, insert, merge, nested_index, random_walk, shape_counts, single_turn_paths, split,
+    SignaturePath,
+    initial_path,
+    insert,
+    merge,
+    nested_index,
+    random_walk,
+    shape_counts,
+    single_turn_paths,
+    split,
 )
 from magnet_dagster.llm.client import LLMClient
 from magnet_dagster.synthesis.options import SynthesisOptions
@@ -38,27 +47,40 @@ def walks(graph: nx.DiGraph, options: SynthesisOptions) -> list[list[str]]:
     """`walks_per_node` seeded random walks from every node (none when the mix has no multi-turn share)."""
     if options.mix.get("multi_turn", 0.0) <= 0:
         return []
-    return [random_walk(graph, start, options.walk_steps, random.Random(f"{options.seed}:{start}:{w}"))
-            for start in sorted(graph.nodes) for w in range(options.walks_per_node)]
+    return [
+        random_walk(graph, start, options.walk_steps, random.Random(f"{options.seed}:{start}:{w}"))
+        for start in sorted(graph.nodes)
+        for w in range(options.walks_per_node)
+    ]
 
 
 def insert_candidates(graph: nx.DiGraph, paths: list[SignaturePath]) -> list[tuple[str, str]]:
     """(last function of a turn, a data-edge successor the path does not use yet), for the judge."""
-    return sorted({
-        (turn.functions[-1], t)
-        for path in paths for turn in path.turns
-        for t in graph.successors(turn.functions[-1])
-        if graph.edges[turn.functions[-1], t]["relation"] in ("full", "partial") and t not in path.functions
-    })
+    return sorted(
+        {
+            (turn.functions[-1], t)
+            for path in paths
+            for turn in path.turns
+            for t in graph.successors(turn.functions[-1])
+            if graph.edges[turn.functions[-1], t]["relation"] in ("full", "partial") and t not in path.functions
+        }
+    )
 
 
-async def synthesize_paths(client: LLMClient, specs: dict[str, FunctionSpec], edges: list[dict[str, Any]],
-                           options: SynthesisOptions, tool_set: str, run_id: str,
-                           prefetch: Prefetch | None = None) -> PathsOutcome:
+async def synthesize_paths(
+    client: LLMClient,
+    specs: dict[str, FunctionSpec],
+    edges: list[dict[str, Any]],
+    options: SynthesisOptions,
+    tool_set: str,
+    run_id: str,
+    prefetch: Prefetch | None = None,
+) -> PathsOutcome:
     graph = build_graph(specs, edges)
     found = walks(graph, options)
-    merged = [merge(initial_path(w), options.merge_p, random.Random(f"{options.seed}:merge:{i}"))
-              for i, w in enumerate(found)]
+    merged = [
+        merge(initial_path(w), options.merge_p, random.Random(f"{options.seed}:merge:{i}")) for i, w in enumerate(found)
+    ]
     pairs = insert_candidates(graph, merged)
     nested, judge_ids, batch = await judge_nested(client, specs, pairs, prefetch)
     required = {n: s.required for n, s in specs.items()}
@@ -68,7 +90,7 @@ async def synthesize_paths(client: LLMClient, specs: dict[str, FunctionSpec], ed
     for i, (walk, path) in enumerate(zip(found, merged)):
         path = insert(path, nested_targets, options.insert_p, random.Random(f"{options.seed}:insert:{i}"))
         path = split(path, options.split_p, random.Random(f"{options.seed}:split:{i}"), required)
-        edge_ids = [graph.edges[a, b]["edge_id"] for a, b in zip(walk, walk[1:])]
+        edge_ids = [graph.edges[a, b]["edge_id"] for a, b in itertools.pairwise(walk)]
         judged = [judge_ids[p] for t in path.turns for p in t.nested if p in judge_ids]
         paths.append(path)
         rows.append(path.as_row(tool_set, run_id, stable_id(tool_set, i, walk), function_ids, edge_ids, judged))

@@ -31,7 +31,7 @@ class BackendSettings:
     batch: str | None = None
 
     @classmethod
-    def from_env(cls, role: str) -> "BackendSettings":
+    def from_env(cls, role: str) -> BackendSettings:
         prefix = f"MAGNET_{role.upper()}"
         kind = os.environ.get(prefix, "local").lower()
         if kind not in KINDS[role]:
@@ -66,25 +66,32 @@ def make_batch_runner(settings: BackendSettings) -> BatchRunner | None:
     return None
 
 
-def make_backend(settings: BackendSettings, server_url: str | None = None,
-                 server_model: str | None = None) -> Backend:
+def make_backend(settings: BackendSettings, server_url: str | None = None, server_model: str | None = None) -> Backend:
     """Build the backend; `server_*` describe a server the resource started (llama.cpp or vLLM)."""
     if settings.kind == "local":
         if not server_url or not server_model:
             raise ValueError("the local backend needs a running llama.cpp server")
         return OpenAICompatibleBackend(
-            base_url=server_url, model=server_model, name="local",
-            structured_output="llama_cpp", native_tools=False,
+            base_url=server_url,
+            model=server_model,
+            name="local",
+            structured_output="llama_cpp",
+            native_tools=False,
         )
     if settings.kind in ("openai", "vllm"):
         base_url = settings.base_url or server_url
         if not base_url or not settings.model:
             needs = "_MODEL (and _BASE_URL, or for vllm a model to serve)"
-            raise ValueError(f"MAGNET_{settings.role.upper()}={settings.kind} needs MAGNET_{settings.role.upper()}{needs}")
+            raise ValueError(
+                f"MAGNET_{settings.role.upper()}={settings.kind} needs MAGNET_{settings.role.upper()}{needs}"
+            )
         return OpenAICompatibleBackend(
-            base_url=base_url, model=settings.model, name=settings.kind,
+            base_url=base_url,
+            model=settings.model,
+            name=settings.kind,
             api_key=os.environ.get(settings.api_key_env, "not-needed"),
-            structured_output="json_schema", native_tools=True,
+            structured_output="json_schema",
+            native_tools=True,
         )
     if settings.kind == "gemini":
         from magnet_dagster.llm.gemini_backend import GeminiBackend

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Protocol, Sequence
+from typing import Protocol
 
 from magnet_dagster.llm.client import LLMClient, LLMRequest, cache_key
 from magnet_dagster.llm.journal import ingest_journals
@@ -48,8 +49,13 @@ class BatchOutcome:
         return self.answered + self.failed
 
     def as_metadata(self) -> dict[str, int]:
-        return {"batch_requested": self.requested, "batch_already_cached": self.already_cached,
-                "batch_submitted": self.submitted, "batch_answered": self.answered, "batch_failed": self.failed}
+        return {
+            "batch_requested": self.requested,
+            "batch_already_cached": self.already_cached,
+            "batch_submitted": self.submitted,
+            "batch_answered": self.answered,
+            "batch_failed": self.failed,
+        }
 
 
 def keyed(backend: str, model: str, requests: Sequence[LLMRequest]) -> dict[str, LLMRequest]:
@@ -83,8 +89,9 @@ def _folder(workdir: str | Path | None) -> Iterator[Path]:
         yield Path(tmp)
 
 
-async def prefetch_with_batch(client: LLMClient, requests: Sequence[LLMRequest], runner: BatchRunner,
-                              workdir: str | Path | None = None) -> BatchOutcome:
+async def prefetch_with_batch(
+    client: LLMClient, requests: Sequence[LLMRequest], runner: BatchRunner, workdir: str | Path | None = None
+) -> BatchOutcome:
     """Answer the uncached `requests` by one batch job and store the answers in `client`'s cache.
 
     Works on an open or a not yet opened client. The runner blocks for as long as the job

@@ -16,11 +16,12 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from magnet_dagster.config import Limits, limits as read_limits
+from magnet_dagster.config import Limits
+from magnet_dagster.config import limits as read_limits
 from magnet_dagster.llm.journal import CallJournal, IngestReport, ingest_journals
 from magnet_dagster.llm.reply_guard import scrub, scrub_text, violation
 from magnet_dagster.store.lineage import LineageStore
@@ -129,7 +130,7 @@ def _load_response(text: str, bounds: Limits) -> dict[str, Any] | None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).replace(tzinfo=None).isoformat()
+    return datetime.now(UTC).replace(tzinfo=None).isoformat()
 
 
 @dataclass
@@ -184,7 +185,7 @@ class LLMClient:
     def model(self) -> str:
         return self.backend.model
 
-    def open(self) -> "LLMClient":
+    def open(self) -> LLMClient:
         self._note(ingest_journals(self.journal_dir, self.store))
         # Read as text and vetted one by one: an entry an older version cached past today's
         # bounds is a miss, and a hostile one cannot fail the query.
@@ -216,8 +217,10 @@ class LLMClient:
     def remember(self, answers: dict[str, RawReply]) -> None:
         """Answers that reached `llm_cache` after this client opened (a batch job's), served as hits."""
         for key, raw in answers.items():
-            response = vetted({"message": raw.message, "input_tokens": raw.input_tokens,
-                               "output_tokens": raw.output_tokens}, self.limits)
+            response = vetted(
+                {"message": raw.message, "input_tokens": raw.input_tokens, "output_tokens": raw.output_tokens},
+                self.limits,
+            )
             if response is not None:
                 self._cache[key] = response
 
@@ -269,14 +272,13 @@ class LLMClient:
             started = time.perf_counter()
             try:
                 raw = await self.backend.complete(request)
-            except Exception as exc:  # noqa: BLE001 - recorded and counted, never raised
+            except Exception as exc:
                 latency = (time.perf_counter() - started) * 1000
-                error = scrub_text(f"{type(exc).__name__}: {exc}"[:500])
-                self._record(call_id, key, request, None, False, "error", error, latency)
-                return LLMReply({"role": "assistant", "content": ""}, call_id, False, "error", error)
+                failure = scrub_text(f"{type(exc).__name__}: {exc}"[:500])
+                self._record(call_id, key, request, None, False, "error", failure, latency)
+                return LLMReply({"role": "assistant", "content": ""}, call_id, False, "error", failure)
             latency = (time.perf_counter() - started) * 1000
-        response = {"message": scrub(raw.message), "input_tokens": raw.input_tokens,
-                    "output_tokens": raw.output_tokens}
+        response = {"message": scrub(raw.message), "input_tokens": raw.input_tokens, "output_tokens": raw.output_tokens}
         error = violation(response["message"], self.limits)
         if error is not None:
             # Paid for (tokens counted) but unusable: recorded as an error, never cached.
@@ -289,8 +291,15 @@ class LLMClient:
         return LLMReply(response["message"], call_id, False, "ok")
 
     def _record(
-        self, call_id: str, key: str, request: LLMRequest, response: dict[str, Any] | None,
-        cache_hit: bool, outcome: str, error: str | None, latency_ms: float,
+        self,
+        call_id: str,
+        key: str,
+        request: LLMRequest,
+        response: dict[str, Any] | None,
+        cache_hit: bool,
+        outcome: str,
+        error: str | None,
+        latency_ms: float,
     ) -> None:
         self.stats.calls += 1
         self.stats.cache_hits += int(cache_hit)
@@ -299,22 +308,39 @@ class LLMClient:
         tokens_out = (response or {}).get("output_tokens", 0) if not cache_hit else 0
         self.stats.input_tokens += tokens_in
         self.stats.output_tokens += tokens_out
-        prompt_hash = hashlib.sha256(
-            json.dumps(list(request.messages), sort_keys=True).encode()
-        ).hexdigest()[:16]
+        prompt_hash = hashlib.sha256(json.dumps(list(request.messages), sort_keys=True).encode()).hexdigest()[:16]
         assert self._journal is not None
-        self._journal.write("llm_calls", {
-            "call_id": call_id, "tool_set": self.tool_set, "run_id": self.run_id,
-            "asset": self.asset, "backend": self.backend.name, "model": self.backend.model,
-            "cache_key": key, "prompt_hash": prompt_hash, "input_tokens": tokens_in,
-            "output_tokens": tokens_out, "latency_ms": latency_ms, "cache_hit": cache_hit,
-            "outcome": outcome, "error": error, "created_at": _now(),
-        })
+        self._journal.write(
+            "llm_calls",
+            {
+                "call_id": call_id,
+                "tool_set": self.tool_set,
+                "run_id": self.run_id,
+                "asset": self.asset,
+                "backend": self.backend.name,
+                "model": self.backend.model,
+                "cache_key": key,
+                "prompt_hash": prompt_hash,
+                "input_tokens": tokens_in,
+                "output_tokens": tokens_out,
+                "latency_ms": latency_ms,
+                "cache_hit": cache_hit,
+                "outcome": outcome,
+                "error": error,
+                "created_at": _now(),
+            },
+        )
         if outcome == "ok" and not cache_hit and response is not None:
-            self._journal.write("llm_cache", {
-                "cache_key": key, "backend": self.backend.name, "model": self.backend.model,
-                "response": response, "created_at": _now(),
-            })
+            self._journal.write(
+                "llm_cache",
+                {
+                    "cache_key": key,
+                    "backend": self.backend.name,
+                    "model": self.backend.model,
+                    "response": response,
+                    "created_at": _now(),
+                },
+            )
 
     async def gather(self, requests: list[LLMRequest]) -> list[LLMReply]:
         return list(await asyncio.gather(*(self.chat(r) for r in requests)))

@@ -20,9 +20,16 @@ from magnet_dagster.llm.client import LLMRequest, RawReply
 from magnet_dagster.llm.reply_guard import scrub
 
 #: Finish reasons whose candidate must not be used even when it carries some parts.
-UNUSABLE_FINISH = frozenset({
-    "SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "MALFORMED_FUNCTION_CALL",
-})
+UNUSABLE_FINISH = frozenset(
+    {
+        "SAFETY",
+        "RECITATION",
+        "BLOCKLIST",
+        "PROHIBITED_CONTENT",
+        "SPII",
+        "MALFORMED_FUNCTION_CALL",
+    }
+)
 
 
 class GeminiBlocked(RuntimeError):
@@ -50,8 +57,14 @@ def to_gemini_contents(messages: list[dict[str, Any]]) -> tuple[str | None, list
                 parts.append({"text": m["content"]})
             for tc in m.get("tool_calls") or []:
                 names[tc["id"]] = tc["function"]["name"]
-                parts.append({"functionCall": {"name": tc["function"]["name"],
-                                               "args": json.loads(tc["function"]["arguments"] or "{}")}})
+                parts.append(
+                    {
+                        "functionCall": {
+                            "name": tc["function"]["name"],
+                            "args": json.loads(tc["function"]["arguments"] or "{}"),
+                        }
+                    }
+                )
             contents.append({"role": "model", "parts": parts or [{"text": ""}]})
         elif role == "tool":
             try:
@@ -85,11 +98,18 @@ def to_vertex_request(request: LLMRequest) -> dict[str, Any]:
     if system:
         body["systemInstruction"] = {"parts": [{"text": system}]}
     if request.tools:
-        body["tools"] = [{"functionDeclarations": [
-            {"name": t["function"]["name"], "description": t["function"].get("description", ""),
-             "parametersJsonSchema": t["function"].get("parameters") or {"type": "object"}}
-            for t in request.tools
-        ]}]
+        body["tools"] = [
+            {
+                "functionDeclarations": [
+                    {
+                        "name": t["function"]["name"],
+                        "description": t["function"].get("description", ""),
+                        "parametersJsonSchema": t["function"].get("parameters") or {"type": "object"},
+                    }
+                    for t in request.tools
+                ]
+            }
+        ]
     return body
 
 
@@ -111,8 +131,9 @@ def from_gemini_response(response: Any) -> RawReply:
     if not candidates:
         feedback = data.get("promptFeedback") or {}
         detail = feedback.get("blockReasonMessage")
-        raise GeminiBlocked(f"no candidates (block reason: {feedback.get('blockReason')})"
-                            + (f": {detail}" if detail else ""))
+        raise GeminiBlocked(
+            f"no candidates (block reason: {feedback.get('blockReason')})" + (f": {detail}" if detail else "")
+        )
     cand = candidates[0]
     finish = cand.get("finishReason")
     parts = (cand.get("content") or {}).get("parts") or []
@@ -122,8 +143,13 @@ def from_gemini_response(response: Any) -> RawReply:
     for part in parts:
         if part.get("functionCall"):
             fc = part["functionCall"]
-            calls.append({"id": fc.get("id") or f"call_{uuid.uuid4().hex[:8]}", "type": "function",
-                          "function": {"name": fc["name"], "arguments": json.dumps(fc.get("args") or {})}})
+            calls.append(
+                {
+                    "id": fc.get("id") or f"call_{uuid.uuid4().hex[:8]}",
+                    "type": "function",
+                    "function": {"name": fc["name"], "arguments": json.dumps(fc.get("args") or {})},
+                }
+            )
         elif part.get("text") and not part.get("thought"):
             texts.append(part["text"])
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) or None}
@@ -155,7 +181,7 @@ class GeminiBackend:
     _client: Any = field(default=None, repr=False)
 
     @classmethod
-    def from_env(cls, model: str | None = None) -> "GeminiBackend":
+    def from_env(cls, model: str | None = None) -> GeminiBackend:
         return cls(
             model=model or "gemini-2.5-flash",
             project=os.environ.get("GOOGLE_CLOUD_PROJECT"),
@@ -172,13 +198,18 @@ class GeminiBackend:
                 base_url=self.base_url,
                 timeout=int(self.timeout_s * 1000),
                 retry_options=types.HttpRetryOptions(
-                    attempts=self.max_attempts, initial_delay=self.retry_initial_delay_s,
-                    max_delay=self.max_backoff_s, jitter=self.retry_initial_delay_s,
+                    attempts=self.max_attempts,
+                    initial_delay=self.retry_initial_delay_s,
+                    max_delay=self.max_backoff_s,
+                    jitter=self.retry_initial_delay_s,
                 ),
             )
             self._client = genai.Client(
-                vertexai=True, project=self.project, location=self.location,
-                credentials=self.credentials, http_options=http_options,
+                vertexai=True,
+                project=self.project,
+                location=self.location,
+                credentials=self.credentials,
+                http_options=http_options,
             )
         return self._client
 

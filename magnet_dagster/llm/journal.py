@@ -42,7 +42,7 @@ class CallJournal:
         self._file.write(journal_line(table, row))
         self._file.flush()
 
-    def close_into(self, store: LineageStore) -> "IngestReport":
+    def close_into(self, store: LineageStore) -> IngestReport:
         """Release the journal and ingest it (with any orphans) into the store."""
         if not self._file.closed:
             fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
@@ -64,7 +64,7 @@ class IngestReport:
     quarantined_lines: int = 0
     quarantined: tuple[Path, ...] = ()
 
-    def __add__(self, other: "IngestReport") -> "IngestReport":
+    def __add__(self, other: IngestReport) -> IngestReport:
         files = self.quarantined + tuple(p for p in other.quarantined if p not in self.quarantined)
         return IngestReport(self.moved + other.moved, self.quarantined_lines + other.quarantined_lines, files)
 
@@ -115,7 +115,7 @@ def append_isolating(store: LineageStore, table: str, rows: Sequence[dict[str, A
         lo, hi = pending.pop()
         try:
             store.append(table, rows[lo:hi])
-        except Exception as exc:  # noqa: BLE001 - any refusal of a row is that row's problem
+        except Exception as exc:
             if _is_lock_error(exc):
                 raise
             if hi - lo == 1:
@@ -146,9 +146,14 @@ def _ingest_file(path: Path, store: LineageStore) -> IngestReport:
     if not refused:
         return IngestReport(moved)
     target = quarantine(path, [raw for raw, _ in refused])
-    log.warning("quarantined %d journal line(s) the lineage store could not take to %s "
-                "(first: %s); the other %d row(s) were ingested",
-                len(refused), target, refused[0][1], moved)
+    log.warning(
+        "quarantined %d journal line(s) the lineage store could not take to %s "
+        "(first: %s); the other %d row(s) were ingested",
+        len(refused),
+        target,
+        refused[0][1],
+        moved,
+    )
     return IngestReport(moved, len(refused), (target,))
 
 

@@ -46,10 +46,21 @@ def llama_server(gguf: Path, n_ctx: int = 4096, log_path: Path | None = None) ->
     """The llama.cpp server command for `gguf`, serving it under the file's stem as model name."""
     port = free_port()
     command = [
-        sys.executable, "-m", "llama_cpp.server",
-        "--model", str(gguf), "--model_alias", gguf.stem,
-        "--host", "127.0.0.1", "--port", str(port),
-        "--n_ctx", str(n_ctx), "--verbose", "False",
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(gguf),
+        "--model_alias",
+        gguf.stem,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        str(n_ctx),
+        "--verbose",
+        "False",
     ]
     return ServerProcess(command=command, port=port, log_path=log_path)
 

@@ -6,7 +6,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import openai
 from tenacity import (
     AsyncRetrying,
@@ -37,7 +36,7 @@ STRUCTURED_OUTPUT = {
 HERMES_TOOL_PROMPT = (
     "You may call functions to help with the user's request. The functions are:\n"
     "<tools>\n{tools}\n</tools>\n"
-    "To call functions, reply only with one <tool_call>{{\"name\": ..., \"arguments\": {{...}}}}"
+    'To call functions, reply only with one <tool_call>{{"name": ..., "arguments": {{...}}}}'
     "</tool_call> block per call. If no function fits or a required value is missing, "
     "answer in plain text instead."
 )
@@ -51,8 +50,10 @@ def flatten_tool_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]
             out.append({"role": "user", "content": f"<tool_response>{m['content']}</tool_response>"})
         elif m["role"] == "assistant" and m.get("tool_calls"):
             body = "".join(
-                "<tool_call>" + json.dumps({"name": tc["function"]["name"],
-                                            "arguments": json.loads(tc["function"]["arguments"] or "{}")})
+                "<tool_call>"
+                + json.dumps(
+                    {"name": tc["function"]["name"], "arguments": json.loads(tc["function"]["arguments"] or "{}")}
+                )
                 + "</tool_call>"
                 for tc in m["tool_calls"]
             )
@@ -93,12 +94,11 @@ class OpenAICompatibleBackend:
     def _get_client(self) -> openai.AsyncOpenAI:
         if self._client is None:
             self._client = openai.AsyncOpenAI(
-                base_url=self.base_url, api_key=self.api_key, max_retries=0,
+                base_url=self.base_url,
+                api_key=self.api_key,
+                max_retries=0,
                 timeout=self.timeout_s,
-                http_client=httpx.AsyncClient(
-                    timeout=self.timeout_s,
-                    limits=httpx.Limits(max_connections=256, max_keepalive_connections=256),
-                ),
+                http_client=openai.DefaultAsyncHttpxClient(timeout=self.timeout_s),
             )
         return self._client
 
@@ -137,8 +137,11 @@ class OpenAICompatibleBackend:
         message: dict[str, Any] = {"role": "assistant", "content": choice.message.content}
         if choice.message.tool_calls:
             message["tool_calls"] = [
-                {"id": tc.id, "type": "function",
-                 "function": {"name": tc.function.name, "arguments": tc.function.arguments}}
+                {
+                    "id": tc.id,
+                    "type": "function",
+                    "function": {"name": tc.function.name, "arguments": tc.function.arguments},
+                }
                 for tc in choice.message.tool_calls
             ]
         usage = response.usage

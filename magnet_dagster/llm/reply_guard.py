@@ -121,8 +121,10 @@ def violation(message: Any, limits: Limits) -> str | None:
     texts = parsed_texts(message)
     chars = sum(len(text) for _, text in texts)
     if chars > limits.max_reply_chars:
-        return (f"reply too long: {chars} characters of content and tool-call arguments "
-                f"> max_reply_chars {limits.max_reply_chars}")
+        return (
+            f"reply too long: {chars} characters of content and tool-call arguments "
+            f"> max_reply_chars {limits.max_reply_chars}"
+        )
     for where, text in texts:
         depth = json_depth(text)
         if depth > limits.max_reply_depth:

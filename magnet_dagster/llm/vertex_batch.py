@@ -18,10 +18,11 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from magnet_dagster.llm.client import LLMRequest, RawReply, cache_key
 from magnet_dagster.llm.gemini_backend import GeminiBlocked, from_gemini_response, to_vertex_request
@@ -42,8 +43,9 @@ def line_key(line: dict[str, Any]) -> str | None:
     return line.get("key")
 
 
-def write_batch_requests(requests: list[LLMRequest], model: str, path: str | Path,
-                         backend: str = "gemini") -> list[str]:
+def write_batch_requests(
+    requests: list[LLMRequest], model: str, path: str | Path, backend: str = "gemini"
+) -> list[str]:
     """Write one `{"request": ...}` line per distinct request; return every request's cache key, in order.
 
     `backend` and `model` must be the online backend's `name` and `model`, or the keys miss
@@ -110,19 +112,28 @@ def read_batch_errors(path: str | Path) -> dict[str, str]:
 
 def cache_rows(results: dict[str, RawReply], model: str, backend: str = "gemini") -> list[dict[str, Any]]:
     """`llm_cache` rows in the shape `LLMClient` writes, for `LineageStore.append("llm_cache", ...)`."""
-    now = datetime.now(timezone.utc).replace(tzinfo=None).isoformat()
+    now = datetime.now(UTC).replace(tzinfo=None).isoformat()
     return [
-        {"cache_key": key, "backend": backend, "model": model,
-         "response": {"message": raw.message, "input_tokens": raw.input_tokens,
-                      "output_tokens": raw.output_tokens},
-         "created_at": now}
+        {
+            "cache_key": key,
+            "backend": backend,
+            "model": model,
+            "response": {"message": raw.message, "input_tokens": raw.input_tokens, "output_tokens": raw.output_tokens},
+            "created_at": now,
+        }
         for key, raw in results.items()
     ]
 
 
-def submit_batch_job(input_uri: str, output_uri_prefix: str, model: str, project: str | None = None,
-                     location: str | None = None, display_name: str | None = None,
-                     credentials: Any = None) -> str:
+def submit_batch_job(
+    input_uri: str,
+    output_uri_prefix: str,
+    model: str,
+    project: str | None = None,
+    location: str | None = None,
+    display_name: str | None = None,
+    credentials: Any = None,
+) -> str:
     """Start a Vertex batch job over `gs://` input JSONL; return the job's resource name.
 
     Polling, and downloading the output under `output_uri_prefix`, are left to the caller.
@@ -133,11 +144,14 @@ def submit_batch_job(input_uri: str, output_uri_prefix: str, model: str, project
     client = genai.Client(vertexai=True, project=project, location=location, credentials=credentials)
     try:
         job = client.batches.create(
-            model=model, src=input_uri,
+            model=model,
+            src=input_uri,
             config=types.CreateBatchJobConfig(dest=output_uri_prefix, display_name=display_name),
         )
     finally:
         client.close()
+    if not job.name:
+        raise RuntimeError("Vertex AI accepted the batch job but returned no job name")
     return job.name
 
 
@@ -173,12 +187,15 @@ class VertexBatchRunner:
     timeout_s: float = 24 * 3600.0
 
     @classmethod
-    def from_env(cls) -> "VertexBatchRunner":
+    def from_env(cls) -> VertexBatchRunner:
         bucket = os.environ.get("MAGNET_VERTEX_BATCH_BUCKET")
         if not bucket:
             raise ValueError("MAGNET_TEACHER_BATCH=vertex needs MAGNET_VERTEX_BATCH_BUCKET (gs://bucket[/prefix])")
-        return cls(bucket=bucket, project=os.environ.get("GOOGLE_CLOUD_PROJECT"),
-                   location=os.environ.get("GOOGLE_CLOUD_LOCATION", "us-central1"))
+        return cls(
+            bucket=bucket,
+            project=os.environ.get("GOOGLE_CLOUD_PROJECT"),
+            location=os.environ.get("GOOGLE_CLOUD_LOCATION", "us-central1"),
+        )
 
     def run(self, requests_file: Path, model: str, output_dir: Path) -> Path:
         from google.cloud import storage
@@ -187,9 +204,15 @@ class VertexBatchRunner:
         folder = "/".join(p for p in (root, "magnet-batch", uuid.uuid4().hex[:16]) if p)
         gcs = storage.Client(project=self.project, credentials=self.credentials)
         gcs.bucket(bucket_name).blob(f"{folder}/requests.jsonl").upload_from_filename(str(requests_file))
-        name = submit_batch_job(f"gs://{bucket_name}/{folder}/requests.jsonl", f"gs://{bucket_name}/{folder}/output",
-                                model, self.project, self.location, display_name=f"magnet-{folder.rsplit('/', 1)[-1]}",
-                                credentials=self.credentials)
+        name = submit_batch_job(
+            f"gs://{bucket_name}/{folder}/requests.jsonl",
+            f"gs://{bucket_name}/{folder}/output",
+            model,
+            self.project,
+            self.location,
+            display_name=f"magnet-{folder.rsplit('/', 1)[-1]}",
+            credentials=self.credentials,
+        )
         self.wait(name)
         return self.download(gcs, bucket_name, f"{folder}/output/", output_dir)
 
@@ -197,16 +220,16 @@ class VertexBatchRunner:
         """Poll until the job ends; a job past `timeout_s` is cancelled, so it is not paid for after we gave up."""
         from google import genai
 
-        client = genai.Client(vertexai=True, project=self.project, location=self.location,
-                              credentials=self.credentials)
+        client = genai.Client(vertexai=True, project=self.project, location=self.location, credentials=self.credentials)
         deadline = time.monotonic() + self.timeout_s
         try:
             job = client.batches.get(name=name)
             while _state(job) not in TERMINAL_STATES:
                 if time.monotonic() > deadline:
                     client.batches.cancel(name=name)
-                    raise TimeoutError(f"Vertex batch job {name} still {_state(job)} after {self.timeout_s:.0f}s; "
-                                       "cancelled")
+                    raise TimeoutError(
+                        f"Vertex batch job {name} still {_state(job)} after {self.timeout_s:.0f}s; cancelled"
+                    )
                 time.sleep(self.poll_s)
                 job = client.batches.get(name=name)
         finally:

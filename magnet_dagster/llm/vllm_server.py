@@ -15,11 +15,24 @@ from pathlib import Path
 from magnet_dagster.llm.server_process import ServerProcess, free_port
 
 
-def vllm_command(model: str, port: int, tool_parser: str = "hermes", extra: list[str] | None = None,
-                 executable: str = "vllm") -> list[str]:
-    return [executable, "serve", model, "--host", "127.0.0.1", "--port", str(port),
-            "--served-model-name", model, "--enable-auto-tool-choice", "--tool-call-parser", tool_parser,
-            *(extra or [])]
+def vllm_command(
+    model: str, port: int, tool_parser: str = "hermes", extra: list[str] | None = None, executable: str = "vllm"
+) -> list[str]:
+    return [
+        executable,
+        "serve",
+        model,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--served-model-name",
+        model,
+        "--enable-auto-tool-choice",
+        "--tool-call-parser",
+        tool_parser,
+        *(extra or []),
+    ]
 
 
 def start_vllm(model: str, log_path: Path | None = None, startup_timeout_s: float = 1200.0) -> ServerProcess:
@@ -27,8 +40,14 @@ def start_vllm(model: str, log_path: Path | None = None, startup_timeout_s: floa
     executable = os.environ.get("MAGNET_VLLM_COMMAND", "vllm")
     if shutil.which(executable) is None:
         raise FileNotFoundError(
-            f"{executable!r} is not on PATH: `pip install .[vllm]`, or give MAGNET_STUDENT_BASE_URL of a running server")
+            f"{executable!r} is not on PATH: `pip install .[vllm]`, or give MAGNET_STUDENT_BASE_URL of a running server"
+        )
     port = free_port()
-    command = vllm_command(model, port, os.environ.get("MAGNET_VLLM_TOOL_PARSER", "hermes"),
-                           shlex.split(os.environ.get("MAGNET_VLLM_ARGS", "")), executable)
+    command = vllm_command(
+        model,
+        port,
+        os.environ.get("MAGNET_VLLM_TOOL_PARSER", "hermes"),
+        shlex.split(os.environ.get("MAGNET_VLLM_ARGS", "")),
+        executable,
+    )
     return ServerProcess(command=command, port=port, startup_timeout_s=startup_timeout_s, log_path=log_path).start()

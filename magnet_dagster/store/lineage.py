@@ -14,13 +14,13 @@ import random
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pandas as pd
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 DDL_FILES = ("schema.sql", "lineage.sql")
 
 #: Tables whose rows belong to one partition and are replaced as a whole on rerun.
@@ -44,14 +44,22 @@ APPEND_TABLES = frozenset({"llm_calls", "llm_cache", "eval_results"})
 _LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked")
 
 
+def ddl(name: str) -> str:
+    """One DDL file of `sql/`: shipped inside the package as `magnet_dagster.sql` by `pip install .`;
+    an editable install (`pip install -e .`, which maps only the top package) reads the checkout's."""
+    try:
+        return resources.files("magnet_dagster.sql").joinpath(name).read_text(encoding="utf-8")
+    except ModuleNotFoundError:
+        return (Path(__file__).resolve().parents[2] / "sql" / name).read_text(encoding="utf-8")
+
+
 def _is_lock_error(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.Error) and any(m in str(exc) for m in _LOCK_MARKERS)
 
 
 def _json_columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
     rows = con.execute(
-        "SELECT column_name FROM information_schema.columns "
-        "WHERE table_name = ? AND data_type = 'JSON'",
+        "SELECT column_name FROM information_schema.columns WHERE table_name = ? AND data_type = 'JSON'",
         [table],
     ).fetchall()
     return {r[0] for r in rows}
@@ -83,14 +91,16 @@ class LineageStore:
         try:
             if not self._ready:
                 for name in DDL_FILES:
-                    con.execute((SQL_DIR / name).read_text())
+                    con.execute(ddl(name))
                 self._ready = True
             yield con
         finally:
             con.close()
 
     def replace_partition(
-        self, tool_set: str, tables: Mapping[str, Sequence[Mapping[str, Any]]],
+        self,
+        tool_set: str,
+        tables: Mapping[str, Sequence[Mapping[str, Any]]],
         stage: str | None = None,
     ) -> None:
         """Replace one partition's rows of several tables atomically (all or nothing).
@@ -128,16 +138,13 @@ class LineageStore:
         return len(rows)
 
     @staticmethod
-    def _insert(
-        con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[Mapping[str, Any]]
-    ) -> None:
+    def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:
             return
         json_cols = _json_columns(con, table)
         columns = list(rows[0].keys())
         records = [
-            {c: (json.dumps(r.get(c)) if c in json_cols and r.get(c) is not None else r.get(c))
-             for c in columns}
+            {c: (json.dumps(r.get(c)) if c in json_cols and r.get(c) is not None else r.get(c)) for c in columns}
             for r in rows
         ]
         frame = pd.DataFrame.from_records(records, columns=columns)

@@ -26,25 +26,45 @@ from magnet_dagster.tools.spec import FunctionSpec, stable_id
 SYSTEM_PROMPT = "You are a helpful assistant that can call functions to complete the user's requests."
 HINT_MARKER = "[reference hint]"
 
-CALL_HINT = (HINT_MARKER + " The correct next step is to call: {calls}. Decide the calls yourself "
-             "as if you had worked them out; never mention this hint. Answer with JSON "
-             '{{"calls": [...]}}.')
-ASK_HINT = (HINT_MARKER + " The user did not give the value of `{param}`, which is needed. Do not "
-            "call any function: ask the user for it, and never mention this hint. Answer with JSON "
-            '{{"content": "..."}}.')
-REFUSE_HINT = (HINT_MARKER + " None of the available functions can do this. Do not call any "
-               "function: say you cannot do it with the tools you have, and never mention this "
-               'hint. Answer with JSON {{"content": "..."}}.')
-ANSWER_HINT = (HINT_MARKER + " Reply as if the request were complete: do not call any function and do "
-               "not ask the user anything; never mention this hint. Answer with JSON "
-               '{{"content": "..."}}.')
-REPLY_PROMPT = ("Write the assistant's short reply to the user, based on the function results "
-                'above. Answer with JSON {"content": "..."}.')
+CALL_HINT = (
+    HINT_MARKER + " The correct next step is to call: {calls}. Decide the calls yourself "
+    "as if you had worked them out; never mention this hint. Answer with JSON "
+    '{{"calls": [...]}}.'
+)
+ASK_HINT = (
+    HINT_MARKER + " The user did not give the value of `{param}`, which is needed. Do not "
+    "call any function: ask the user for it, and never mention this hint. Answer with JSON "
+    '{{"content": "..."}}.'
+)
+REFUSE_HINT = (
+    HINT_MARKER + " None of the available functions can do this. Do not call any "
+    "function: say you cannot do it with the tools you have, and never mention this "
+    'hint. Answer with JSON {{"content": "..."}}.'
+)
+ANSWER_HINT = (
+    HINT_MARKER + " Reply as if the request were complete: do not call any function and do "
+    "not ask the user anything; never mention this hint. Answer with JSON "
+    '{{"content": "..."}}.'
+)
+REPLY_PROMPT = (
+    "Write the assistant's short reply to the user, based on the function results "
+    'above. Answer with JSON {"content": "..."}.'
+)
 
-CONTENT_SCHEMA = {"type": "object", "properties": {"content": {"type": "string", "minLength": 4, "maxLength": 400}},
-                  "required": ["content"]}
-ERROR_TYPES = ("wrong_function", "missing_nested_call", "missing_parallel_call", "wrong_dependency_value",
-               "hallucinated_missing_param", "answer_instead_of_ask", "call_instead_of_refusing")
+CONTENT_SCHEMA = {
+    "type": "object",
+    "properties": {"content": {"type": "string", "minLength": 4, "maxLength": 400}},
+    "required": ["content"],
+}
+ERROR_TYPES = (
+    "wrong_function",
+    "missing_nested_call",
+    "missing_parallel_call",
+    "wrong_dependency_value",
+    "hallucinated_missing_param",
+    "answer_instead_of_ask",
+    "call_instead_of_refusing",
+)
 
 
 @dataclass
@@ -56,17 +76,35 @@ class AssistantTurn:
     reason: str | None = None
 
 
-async def _teacher(client: LLMClient, history: list[dict[str, Any]], hint: str,
-                   schema: dict[str, Any], tools: list[dict[str, Any]], seed: int, max_tokens: int) -> tuple[Any, str]:
-    reply = await client.chat(LLMRequest(
-        messages=history + [{"role": "system", "content": hint}], tools=tools,
-        response_schema=schema, temperature=0.0, max_tokens=max_tokens, seed=seed))
+async def _teacher(
+    client: LLMClient,
+    history: list[dict[str, Any]],
+    hint: str,
+    schema: dict[str, Any],
+    tools: list[dict[str, Any]],
+    seed: int,
+    max_tokens: int,
+) -> tuple[Any, str]:
+    reply = await client.chat(
+        LLMRequest(
+            messages=history + [{"role": "system", "content": hint}],
+            tools=tools,
+            response_schema=schema,
+            temperature=0.0,
+            max_tokens=max_tokens,
+            seed=seed,
+        )
+    )
     return (reply.json() if reply.ok else None), reply.call_id
 
 
 async def assistant_turn(
-    client: LLMClient, history: list[dict[str, Any]], result: TurnResult,
-    hint_calls: list[ToolCall] | None, specs: dict[str, FunctionSpec], seed: int,
+    client: LLMClient,
+    history: list[dict[str, Any]],
+    result: TurnResult,
+    hint_calls: list[ToolCall] | None,
+    specs: dict[str, FunctionSpec],
+    seed: int,
     answer_anyway: bool = False,
 ) -> AssistantTurn:
     """The teacher's assistant messages for one turn, given a hint (right or wrong).
@@ -95,8 +133,10 @@ async def assistant_turn(
     if answer_anyway:
         hint = ANSWER_HINT.format()
     elif result.kind == MISS_PARAMS:
-        hint = ASK_HINT.format(param=", ".join(specs[f].required[0] for f in result.functions
-                                               if f in specs and specs[f].required) or "a required value")
+        hint = ASK_HINT.format(
+            param=", ".join(specs[f].required[0] for f in result.functions if f in specs and specs[f].required)
+            or "a required value"
+        )
     else:
         hint = REFUSE_HINT
     data, cid = await _teacher(client, history, hint, CONTENT_SCHEMA, tools, seed, 128)
@@ -121,7 +161,10 @@ def _reject(turn_index: int, rule: str, reason: str) -> PathRejection:
 
 
 async def positive_trajectory(
-    client: LLMClient, turns: list[TurnResult], specs: dict[str, FunctionSpec], seed: int,
+    client: LLMClient,
+    turns: list[TurnResult],
+    specs: dict[str, FunctionSpec],
+    seed: int,
 ) -> Trajectory | PathRejection:
     """The distilled conversation, or the rejection of the turn that failed."""
     all_tools = list(dict.fromkeys(n for t in turns for n in t.tools))
@@ -146,9 +189,14 @@ async def positive_trajectory(
             assistant, results = tool_messages(out.calls, turn.outputs, i)
             messages.append(assistant)
             messages.extend(results)
-            reply = await client.chat(LLMRequest(
-                messages=messages + [{"role": "system", "content": REPLY_PROMPT}],
-                response_schema=CONTENT_SCHEMA, max_tokens=128, seed=seed + i))
+            reply = await client.chat(
+                LLMRequest(
+                    messages=messages + [{"role": "system", "content": REPLY_PROMPT}],
+                    response_schema=CONTENT_SCHEMA,
+                    max_tokens=128,
+                    seed=seed + i,
+                )
+            )
             ids.append(reply.call_id)
             data = reply.json()
             if not isinstance(data, dict) or not isinstance(data.get("content"), str):
@@ -156,14 +204,18 @@ async def positive_trajectory(
             messages.append({"role": "assistant", "content": data["content"].strip()})
         else:
             if not asks_or_refuses(out.messages[0]["content"]):
-                return _reject(i, "no_ask_or_refusal",
-                               f"{turn.kind} turn neither asks nor refuses: {out.messages[0]['content'][:120]!r}")
+                return _reject(
+                    i,
+                    "no_ask_or_refusal",
+                    f"{turn.kind} turn neither asks nor refuses: {out.messages[0]['content'][:120]!r}",
+                )
             messages.extend(out.messages)
     return Trajectory(messages, convo_tools, ids, starts)
 
 
-def wrong_hint(turn: TurnResult, earlier: list[TurnResult], specs: dict[str, FunctionSpec],
-               rng: random.Random) -> tuple[str, list[ToolCall]] | None:
+def wrong_hint(
+    turn: TurnResult, earlier: list[TurnResult], specs: dict[str, FunctionSpec], rng: random.Random
+) -> tuple[str, list[ToolCall]] | None:
     """A contrastive, incorrect hint for `turn` with its error type, or None if none applies."""
     if turn.kind == MISS_PARAMS and turn.functions:
         if rng.random() < 0.5:
@@ -176,8 +228,9 @@ def wrong_hint(turn: TurnResult, earlier: list[TurnResult], specs: dict[str, Fun
         if not offered:
             return None
         other = rng.choice(offered)
-        return "call_instead_of_refusing", [ToolCall(other.name, {p: _invent(other.properties.get(p, {}), rng)
-                                                                  for p in other.required})]
+        return "call_instead_of_refusing", [
+            ToolCall(other.name, {p: _invent(other.properties.get(p, {}), rng) for p in other.required})
+        ]
     if turn.kind == MISS_FUNC:
         return None
     if len(turn.calls) > 1:
@@ -188,12 +241,18 @@ def wrong_hint(turn: TurnResult, earlier: list[TurnResult], specs: dict[str, Fun
     dependent = [k for k, v in call.arguments.items() if json.dumps(v) in known]
     if dependent:
         key = rng.choice(dependent)
-        return "wrong_dependency_value", [ToolCall(call.name, {**call.arguments, key: _perturb(call.arguments[key], rng)})]
+        return "wrong_dependency_value", [
+            ToolCall(call.name, {**call.arguments, key: _perturb(call.arguments[key], rng)})
+        ]
     others = [n for n in turn.tools if n != call.name and n in specs]
     if others:
         other = specs[rng.choice(others)]
-        return "wrong_function", [ToolCall(other.name, {p: call.arguments.get(p, _invent(other.properties.get(p, {}), rng))
-                                                         for p in other.required})]
+        return "wrong_function", [
+            ToolCall(
+                other.name,
+                {p: call.arguments.get(p, _invent(other.properties.get(p, {}), rng)) for p in other.required},
+            )
+        ]
     return None
 
 
@@ -212,16 +271,25 @@ def _perturb(value: Any, rng: random.Random) -> Any:
 
 
 def _invent(schema: dict[str, Any], rng: random.Random) -> Any:
-    kind = schema.get("type")
+    kind = str(schema.get("type"))
     if "enum" in schema:
         return rng.choice(schema["enum"])
-    return {"integer": rng.randint(1, 99), "number": float(rng.randint(1, 99)), "boolean": True,
-            "array": [], "object": {}}.get(kind, "unknown")
+    return {
+        "integer": rng.randint(1, 99),
+        "number": float(rng.randint(1, 99)),
+        "boolean": True,
+        "array": [],
+        "object": {},
+    }.get(kind, "unknown")
 
 
 async def preference_pair(
-    client: LLMClient, trajectory: Trajectory, turns: list[TurnResult], specs: dict[str, FunctionSpec],
-    rng: random.Random, seed: int,
+    client: LLMClient,
+    trajectory: Trajectory,
+    turns: list[TurnResult],
+    specs: dict[str, FunctionSpec],
+    rng: random.Random,
+    seed: int,
 ) -> dict[str, Any] | None:
     """One turn-level pair: shared prefix, the positive turn, the turn written under a wrong hint."""
     options = [(i, h) for i, t in enumerate(turns) if (h := wrong_hint(t, turns[:i], specs, rng))]
@@ -240,9 +308,14 @@ async def preference_pair(
     if answer and asks_or_refuses(out.messages[0]["content"]):
         return None
     rejected = tool_messages(out.calls, [], index)[0] if out.calls else out.messages[0]
-    return {"turn_index": index, "error_type": error_type, "prompt": prefix,
-            "chosen": [trajectory.messages[start]], "rejected": [rejected],
-            "llm_call_id": out.llm_call_ids[-1]}
+    return {
+        "turn_index": index,
+        "error_type": error_type,
+        "prompt": prefix,
+        "chosen": [trajectory.messages[start]],
+        "rejected": [rejected],
+        "llm_call_id": out.llm_call_ids[-1],
+    }
 
 
 def contains_hint(messages: list[dict[str, Any]]) -> bool:
@@ -259,9 +332,16 @@ class DistillationOutcome:
     paths_in: int
 
 
-async def distill_paths(client: LLMClient, turns_by_path: dict[str, list[dict[str, Any]]],
-                        specs: dict[str, FunctionSpec], tool_set: str, run_id: str, seed: int, negatives: bool,
-                        tick: Callable[[], None] | None = None) -> DistillationOutcome:
+async def distill_paths(
+    client: LLMClient,
+    turns_by_path: dict[str, list[dict[str, Any]]],
+    specs: dict[str, FunctionSpec],
+    tool_set: str,
+    run_id: str,
+    seed: int,
+    negatives: bool,
+    tick: Callable[[], None] | None = None,
+) -> DistillationOutcome:
     """A positive trajectory per path with translated turns, and at most one preference pair each."""
     names = {s.function_id(tool_set): n for n, s in specs.items()}
 
@@ -270,8 +350,9 @@ async def distill_paths(client: LLMClient, turns_by_path: dict[str, list[dict[st
         traj = await positive_trajectory(client, turns, specs, seed=seed + i)
         pair = None
         if isinstance(traj, Trajectory) and negatives:
-            pair = await preference_pair(client, traj, turns, specs, random.Random(f"{seed}:neg:{path_id}"),
-                                         seed=seed + i)
+            pair = await preference_pair(
+                client, traj, turns, specs, random.Random(f"{seed}:neg:{path_id}"), seed=seed + i
+            )
         if tick:
             tick()
         return traj, pair
@@ -286,13 +367,26 @@ async def distill_paths(client: LLMClient, turns_by_path: dict[str, list[dict[st
         if contains_hint(traj.messages):
             raise RuntimeError(f"hint text leaked into the conversation of path {path_id}")
         trajectory_id = stable_id(tool_set, path_id, "trajectory")
-        outcome.trajectory_rows.append({
-            "trajectory_id": trajectory_id, "tool_set": tool_set, "run_id": run_id, "path_id": path_id,
-            "turn_ids": [r["turn_id"] for r in sorted(rows, key=lambda r: r["turn_index"])],
-            "messages": traj.messages, "tools": traj.tools, "llm_call_ids": traj.llm_call_ids,
-        })
+        outcome.trajectory_rows.append(
+            {
+                "trajectory_id": trajectory_id,
+                "tool_set": tool_set,
+                "run_id": run_id,
+                "path_id": path_id,
+                "turn_ids": [r["turn_id"] for r in sorted(rows, key=lambda r: r["turn_index"])],
+                "messages": traj.messages,
+                "tools": traj.tools,
+                "llm_call_ids": traj.llm_call_ids,
+            }
+        )
         if pair:
-            outcome.pair_rows.append({"pair_id": stable_id(trajectory_id, pair["turn_index"], pair["error_type"]),
-                                      "tool_set": tool_set, "run_id": run_id, "trajectory_id": trajectory_id,
-                                      **pair})
+            outcome.pair_rows.append(
+                {
+                    "pair_id": stable_id(trajectory_id, pair["turn_index"], pair["error_type"]),
+                    "tool_set": tool_set,
+                    "run_id": run_id,
+                    "trajectory_id": trajectory_id,
+                    **pair,
+                }
+            )
     return outcome

@@ -28,16 +28,27 @@ from magnet_dagster.tools.spec import FunctionSpec
 
 
 def sft_row(trajectory: dict[str, Any], split: str) -> dict[str, Any]:
-    return {"messages": trajectory["messages"], "tools": trajectory["tools"], "split": split,
-            "trajectory_id": trajectory["trajectory_id"], "path_id": trajectory["path_id"]}
+    return {
+        "messages": trajectory["messages"],
+        "tools": trajectory["tools"],
+        "split": split,
+        "trajectory_id": trajectory["trajectory_id"],
+        "path_id": trajectory["path_id"],
+    }
 
 
 def preference_row(pair: dict[str, Any], split: str, tools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """A DPO row; `tools` (the trajectory's) is what the prompt is rendered with, as in the SFT row."""
-    return {"prompt": pair["prompt"], "chosen": pair["chosen"], "rejected": pair["rejected"],
-            "tools": tools if tools is not None else pair.get("tools") or [],
-            "error_type": pair["error_type"], "split": split, "pair_id": pair["pair_id"],
-            "trajectory_id": pair["trajectory_id"]}
+    return {
+        "prompt": pair["prompt"],
+        "chosen": pair["chosen"],
+        "rejected": pair["rejected"],
+        "tools": tools if tools is not None else pair.get("tools") or [],
+        "error_type": pair["error_type"],
+        "split": split,
+        "pair_id": pair["pair_id"],
+        "trajectory_id": pair["trajectory_id"],
+    }
 
 
 def _message_for_parquet(m: dict[str, Any]) -> dict[str, Any]:
@@ -45,17 +56,21 @@ def _message_for_parquet(m: dict[str, Any]) -> dict[str, Any]:
         "role": m["role"],
         "content": m.get("content"),
         "tool_calls": [
-            {"id": tc["id"], "type": "function",
-             "function": {"name": tc["function"]["name"], "arguments": tc["function"]["arguments"]}}
+            {
+                "id": tc["id"],
+                "type": "function",
+                "function": {"name": tc["function"]["name"], "arguments": tc["function"]["arguments"]},
+            }
             for tc in m.get("tool_calls") or []
-        ] or None,
+        ]
+        or None,
         "tool_call_id": m.get("tool_call_id"),
         "name": m.get("name"),
     }
 
 
 def _for_parquet(row: dict[str, Any]) -> dict[str, Any]:
-    out = {}
+    out: dict[str, Any] = {}
     for key, value in row.items():
         if key in ("messages", "prompt", "chosen", "rejected"):
             out[key] = [_message_for_parquet(m) for m in value]
@@ -89,18 +104,33 @@ def write_parquet(path: Path, rows: list[dict[str, Any]]) -> None:
 def conversation_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
     turns = Counter(sum(1 for m in r["messages"] if m["role"] == "user") for r in rows)
     calls = Counter(sum(len(m.get("tool_calls") or []) for m in r["messages"]) for r in rows)
-    return {"user_turns_per_conversation": dict(sorted(turns.items())),
-            "calls_per_conversation": dict(sorted(calls.items()))}
+    return {
+        "user_turns_per_conversation": dict(sorted(turns.items())),
+        "calls_per_conversation": dict(sorted(calls.items())),
+    }
 
 
-def dataset_card(tool_set: str, counts: dict[str, Any], yields: dict[str, Any], operation_mix: dict[str, int],
-                 stats: dict[str, Any], examples: list[dict[str, Any]],
-                 shapes: dict[str, tuple[int, int]] | None = None) -> str:
+def dataset_card(
+    tool_set: str,
+    counts: dict[str, Any],
+    yields: dict[str, Any],
+    operation_mix: dict[str, int],
+    stats: dict[str, Any],
+    examples: list[dict[str, Any]],
+    shapes: dict[str, tuple[int, int]] | None = None,
+) -> str:
     """The card a user reads first; `shapes` maps each shape to (paths, exported conversations)."""
-    lines = [f"# Dataset card: `{tool_set}`", "",
-             "Multi-turn tool-use conversations synthesised with the Magnet method "
-             "(function graph -> signature paths -> back-and-forth translation -> context distillation).", "",
-             "## Counts", "", "| what | rows |", "|---|---|"]
+    lines = [
+        f"# Dataset card: `{tool_set}`",
+        "",
+        "Multi-turn tool-use conversations synthesised with the Magnet method "
+        "(function graph -> signature paths -> back-and-forth translation -> context distillation).",
+        "",
+        "## Counts",
+        "",
+        "| what | rows |",
+        "|---|---|",
+    ]
     lines += [f"| {k} | {v} |" for k, v in counts.items()]
     lines += ["", "## Yield per stage", "", "| stage | in | out | yield |", "|---|---|---|---|"]
     for stage, (n_in, n_out) in yields.items():
@@ -116,8 +146,12 @@ def dataset_card(tool_set: str, counts: dict[str, Any], yields: dict[str, Any], 
     lines += ["", "## Examples", ""]
     for ex in examples:
         lines += ["```", *(_render(m) for m in ex["messages"]), "```", ""]
-    lines += ["## Files", "", "- `sft.jsonl`, `sft.parquet`: TRL conversational format (`messages`, `tools`), column `split`",
-              "- `preference.jsonl`, `preference.parquet`: `prompt` / `chosen` / `rejected`, column `error_type`"]
+    lines += [
+        "## Files",
+        "",
+        "- `sft.jsonl`, `sft.parquet`: TRL conversational format (`messages`, `tools`), column `split`",
+        "- `preference.jsonl`, `preference.parquet`: `prompt` / `chosen` / `rejected`, column `error_type`",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -138,14 +172,24 @@ class ExportOutcome:
     shapes: dict[str, tuple[int, int]]
 
 
-def export_partition(directory: Path, tool_set: str, kept: list[dict[str, Any]], split_of: dict[str, str],
-                     pairs: list[dict[str, Any]], path_rows: list[dict[str, Any]], counts: dict[str, Any],
-                     yields: dict[str, Any]) -> ExportOutcome:
+def export_partition(
+    directory: Path,
+    tool_set: str,
+    kept: list[dict[str, Any]],
+    split_of: dict[str, str],
+    pairs: list[dict[str, Any]],
+    path_rows: list[dict[str, Any]],
+    counts: dict[str, Any],
+    yields: dict[str, Any],
+) -> ExportOutcome:
     """Write the SFT and preference files (JSONL, and Parquet when not empty) and the dataset card."""
     sft = [sft_row(t, split_of[t["trajectory_id"]]) for t in kept]
     tools_of = {t["trajectory_id"]: t["tools"] for t in kept}
-    pref = [preference_row(p, split_of[p["trajectory_id"]], tools=tools_of[p["trajectory_id"]])
-            for p in pairs if p["trajectory_id"] in split_of]
+    pref = [
+        preference_row(p, split_of[p["trajectory_id"]], tools=tools_of[p["trajectory_id"]])
+        for p in pairs
+        if p["trajectory_id"] in split_of
+    ]
     for name, rows in (("sft", sft), ("preference", pref)):
         write_jsonl(directory / f"{name}.jsonl", rows)
         if rows:
@@ -174,7 +218,8 @@ def exported_problems(rows: list[dict[str, Any]], specs: dict[str, FunctionSpec]
         if contains_hint(row["messages"]):
             problems.append(f"{where}: hint text")
         offered = {t["function"]["name"] for t in row.get("tools") or []} | {
-            t["function"]["name"] for t in announced_tools(row["messages"])}
+            t["function"]["name"] for t in announced_tools(row["messages"])
+        }
         for m in row["messages"]:
             for tc in m.get("tool_calls") or []:
                 name = tc["function"]["name"]

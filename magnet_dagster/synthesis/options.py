@@ -36,7 +36,7 @@ class SynthesisOptions:
     min_yield: float = 0.01
 
     @classmethod
-    def from_mapping(cls, data: dict[str, Any] | None, source: str = "toolset.yaml") -> "SynthesisOptions":
+    def from_mapping(cls, data: dict[str, Any] | None, source: str = "toolset.yaml") -> SynthesisOptions:
         data = dict(data or {})
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(data) - set(known))

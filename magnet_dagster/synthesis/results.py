@@ -26,8 +26,15 @@ class PathRejection:
     reason: str
 
     def as_row(self, tool_set: str, run_id: str, path_id: str) -> dict[str, Any]:
-        return {"tool_set": tool_set, "run_id": run_id, "path_id": path_id, "stage": self.stage,
-                "turn_index": self.turn_index, "rule": self.rule, "reason": self.reason}
+        return {
+            "tool_set": tool_set,
+            "run_id": run_id,
+            "path_id": path_id,
+            "stage": self.stage,
+            "turn_index": self.turn_index,
+            "rule": self.rule,
+            "reason": self.reason,
+        }
 
 
 @dataclass
@@ -48,20 +55,34 @@ class TurnResult:
     def as_row(self, tool_set: str, run_id: str, path_id: str, function_ids: dict[str, str]) -> dict[str, Any]:
         """The `turns` row; `function_ids` maps names to the catalog's ids."""
         return {
-            "turn_id": stable_id(tool_set, path_id, self.index), "tool_set": tool_set, "run_id": run_id,
-            "path_id": path_id, "turn_index": self.index, "kind": self.kind,
+            "turn_id": stable_id(tool_set, path_id, self.index),
+            "tool_set": tool_set,
+            "run_id": run_id,
+            "path_id": path_id,
+            "turn_index": self.index,
+            "kind": self.kind,
             "function_ids": [function_ids[f] for f in self.functions],
-            "query": self.query, "calls": [c.as_dict() for c in self.calls], "outputs": self.outputs,
-            "tools": self.tools, "attempts": self.attempts, "llm_call_ids": self.llm_call_ids,
+            "query": self.query,
+            "calls": [c.as_dict() for c in self.calls],
+            "outputs": self.outputs,
+            "tools": self.tools,
+            "attempts": self.attempts,
+            "llm_call_ids": self.llm_call_ids,
             "simulated": self.simulated,
         }
 
     @classmethod
-    def from_row(cls, row: dict[str, Any], names: dict[str, str]) -> "TurnResult":
+    def from_row(cls, row: dict[str, Any], names: dict[str, str]) -> TurnResult:
         """A stored turn back; `names` maps function ids to names."""
-        return cls(index=row["turn_index"], kind=row["kind"],
-                   functions=tuple(names[f] for f in row["function_ids"] or []),
-                   query=row["query"], calls=[ToolCall.from_dict(c) for c in row["calls"] or []],
-                   outputs=row["outputs"] or [], tools=row["tools"] or [],
-                   attempts=row.get("attempts") or 1, llm_call_ids=row.get("llm_call_ids") or [],
-                   simulated=bool(row.get("simulated")))
+        return cls(
+            index=row["turn_index"],
+            kind=row["kind"],
+            functions=tuple(names[f] for f in row["function_ids"] or []),
+            query=row["query"],
+            calls=[ToolCall.from_dict(c) for c in row["calls"] or []],
+            outputs=row["outputs"] or [],
+            tools=row["tools"] or [],
+            attempts=row.get("attempts") or 1,
+            llm_call_ids=row.get("llm_call_ids") or [],
+            simulated=bool(row.get("simulated")),
+        )

@@ -22,7 +22,9 @@ def dedup_key(messages: list[dict[str, Any]]) -> str:
     users = [" ".join((m.get("content") or "").lower().split()) for m in messages if m["role"] == "user"]
     calls = [
         (tc["function"]["name"], sorted(json.loads(tc["function"]["arguments"] or "{}")))
-        for m in messages if m["role"] == "assistant" for tc in m.get("tool_calls") or []
+        for m in messages
+        if m["role"] == "assistant"
+        for tc in m.get("tool_calls") or []
     ]
     return hashlib.sha1(json.dumps([users, calls]).encode()).hexdigest()
 
@@ -69,11 +71,20 @@ def leaked_paths(assignments: list[dict[str, Any]]) -> list[str]:
     return sorted(p for p, s in seen.items() if len(s) > 1)
 
 
-def split_rows(trajectories: list[dict[str, Any]], settings: SplitSettings, tool_set: str,
-               run_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+def split_rows(
+    trajectories: list[dict[str, Any]], settings: SplitSettings, tool_set: str, run_id: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
     """(`splits` rows, the kept trajectories, duplicates removed): dedup first, then split by path."""
     kept, duplicates = deduplicate(trajectories)
     assignment = assign_splits([t["path_id"] for t in kept], settings)
-    rows = [{"tool_set": tool_set, "run_id": run_id, "trajectory_id": t["trajectory_id"],
-             "path_id": t["path_id"], "split": assignment[t["path_id"]]} for t in kept]
+    rows = [
+        {
+            "tool_set": tool_set,
+            "run_id": run_id,
+            "trajectory_id": t["trajectory_id"],
+            "path_id": t["path_id"],
+            "split": assignment[t["path_id"]],
+        }
+        for t in kept
+    ]
     return rows, kept, duplicates

@@ -62,16 +62,21 @@ Request: {query}
 Give the calls that fulfil the request, with argument values taken from the request or from
 the earlier results. Answer with JSON {{"calls": [{{"name": ..., "arguments": {{...}}}}]}}."""
 
-QUERY_SCHEMA = {"type": "object", "properties": {"query": {"type": "string", "minLength": 8, "maxLength": 400}},
-                "required": ["query"]}
+QUERY_SCHEMA = {
+    "type": "object",
+    "properties": {"query": {"type": "string", "minLength": 8, "maxLength": 400}},
+    "required": ["query"],
+}
 
 
 def calls_schema(specs: list[FunctionSpec], exact: int | None = None) -> dict[str, Any]:
     """Structured output for calls: each item one of the offered functions, with its parameters."""
     variants = [
-        {"type": "object",
-         "properties": {"name": {"type": "string", "enum": [s.name]}, "arguments": s.parameters},
-         "required": ["name", "arguments"]}
+        {
+            "type": "object",
+            "properties": {"name": {"type": "string", "enum": [s.name]}, "arguments": s.parameters},
+            "required": ["name", "arguments"],
+        }
         for s in specs
     ]
     array: dict[str, Any] = {"type": "array", "items": variants[0] if len(variants) == 1 else {"anyOf": variants}}
@@ -98,7 +103,8 @@ def _grounded(value: Any, text: str, numbers: set[float], known: list[Any]) -> b
         return True
     if isinstance(value, int | float):
         return float(value) in numbers or any(
-            isinstance(k, int | float) and not isinstance(k, bool) and float(k) == float(value) for k in known)
+            isinstance(k, int | float) and not isinstance(k, bool) and float(k) == float(value) for k in known
+        )
     if isinstance(value, str):
         v = " ".join(value.lower().split())
         return not v or v in text or any(isinstance(k, str) and k.lower() == value.lower() for k in known)
@@ -181,8 +187,9 @@ def _values_text(values: dict[str, Any]) -> str:
     return ", ".join(f"{k}={json.dumps(v)}" for k, v in values.items()) or "(from earlier results)"
 
 
-def _task_and_values(turn: Turn, specs: dict[str, FunctionSpec], earlier_outputs: list[Any],
-                     rng: random.Random) -> tuple[str, str]:
+def _task_and_values(
+    turn: Turn, specs: dict[str, FunctionSpec], earlier_outputs: list[Any], rng: random.Random
+) -> tuple[str, str]:
     """The task and values back-translation states; a parallel turn gets one value set per call."""
     if len(set(turn.functions)) == len(turn.functions):
         values = suggest_values([specs[f] for f in turn.functions], earlier_outputs, rng)
@@ -216,11 +223,18 @@ def offered_tools(path: SignaturePath, turn_index: int, distractors: list[str]) 
     return names
 
 
-async def _ask_query(client: LLMClient, prompt: str, settings: TranslationSettings, attempt: int,
-                     ids: list[str]) -> str | None:
-    reply = await client.chat(LLMRequest(
-        messages=[{"role": "user", "content": prompt}], response_schema=QUERY_SCHEMA,
-        temperature=settings.temperature, max_tokens=160, seed=settings.seed * 100 + attempt))
+async def _ask_query(
+    client: LLMClient, prompt: str, settings: TranslationSettings, attempt: int, ids: list[str]
+) -> str | None:
+    reply = await client.chat(
+        LLMRequest(
+            messages=[{"role": "user", "content": prompt}],
+            response_schema=QUERY_SCHEMA,
+            temperature=settings.temperature,
+            max_tokens=160,
+            seed=settings.seed * 100 + attempt,
+        )
+    )
     ids.append(reply.call_id)
     data = reply.json()
     if not reply.ok or not isinstance(data, dict) or not isinstance(data.get("query"), str):
@@ -229,8 +243,14 @@ async def _ask_query(client: LLMClient, prompt: str, settings: TranslationSettin
 
 
 async def translate_turn(
-    client: LLMClient, path: SignaturePath, index: int, specs: dict[str, FunctionSpec],
-    done: list[TurnResult], executor: Executor, tools: list[str], settings: TranslationSettings,
+    client: LLMClient,
+    path: SignaturePath,
+    index: int,
+    specs: dict[str, FunctionSpec],
+    done: list[TurnResult],
+    executor: Executor,
+    tools: list[str],
+    settings: TranslationSettings,
 ) -> TurnResult | PathRejection:
     turn: Turn = path.turns[index]
     earlier_queries = {r.query.lower() for r in done}
@@ -239,8 +259,9 @@ async def translate_turn(
         ids: list[str] = []
         if turn.kind == MISS_PARAMS:
             spec = specs[turn.target[0]]
-            prompt = MISS_PARAMS_PROMPT.format(param=spec.required[0], function=describe(spec),
-                                               history=_history_text(done))
+            prompt = MISS_PARAMS_PROMPT.format(
+                param=spec.required[0], function=describe(spec), history=_history_text(done)
+            )
         elif turn.kind in (MISS_FUNC, IRRELEVANT):
             prompt = MISS_FUNC_PROMPT.format(function=describe(specs[turn.target[0]]), history=_history_text(done))
         else:
@@ -255,8 +276,7 @@ async def translate_turn(
             last_reason = _reject(index, "repeated_query", f"query repeats an earlier one: {query!r}")
             continue
         if turn.kind != CALL:
-            return TurnResult(index, turn.kind, turn.target, query, tools=tools, attempts=attempt + 1,
-                              llm_call_ids=ids)
+            return TurnResult(index, turn.kind, turn.target, query, tools=tools, attempts=attempt + 1, llm_call_ids=ids)
         result = await _forward(client, query, turn, index, specs, done, executor, tools, settings, attempt, ids)
         if isinstance(result, TurnResult):
             result.attempts = attempt + 1
@@ -266,20 +286,32 @@ async def translate_turn(
 
 
 async def _forward(
-    client: LLMClient, query: str, turn: Turn, index: int, specs: dict[str, FunctionSpec],
-    done: list[TurnResult], executor: Executor, tools: list[str], settings: TranslationSettings,
-    attempt: int, ids: list[str],
+    client: LLMClient,
+    query: str,
+    turn: Turn,
+    index: int,
+    specs: dict[str, FunctionSpec],
+    done: list[TurnResult],
+    executor: Executor,
+    tools: list[str],
+    settings: TranslationSettings,
+    attempt: int,
+    ids: list[str],
 ) -> TurnResult | PathRejection:
     # Forward translation sees the turn's signatures, as in the paper; the check below still
     # refuses calls that use them wrongly (one twice, another left out).
     offered = [specs[n] for n in dict.fromkeys(turn.functions)]
-    calls = await _translate_forward(client, query, offered, done, len(turn.functions), True,
-                                     settings.seed * 100 + attempt, ids)
+    calls = await _translate_forward(
+        client, query, offered, done, len(turn.functions), True, settings.seed * 100 + attempt, ids
+    )
     if isinstance(calls, str):
         return _reject(index, "forward_translation_failed", calls)
     if sorted(c.name for c in calls) != sorted(turn.functions):
-        return _reject(index, "wrong_functions",
-                             f"calls {[c.name for c in calls]} do not use the turn's functions {list(turn.functions)}")
+        return _reject(
+            index,
+            "wrong_functions",
+            f"calls {[c.name for c in calls]} do not use the turn's functions {list(turn.functions)}",
+        )
     for call in calls:
         problem = schema_problem(call, specs.get(call.name))
         if problem:
@@ -293,8 +325,7 @@ async def _forward(
         visible = earlier_outputs + (outputs if call.name in nested_targets else [])
         missing = ungrounded(call, texts, visible)
         if missing:
-            return _reject(index, "ungrounded",
-                                 f"{call.name}: {missing} not in the query or an earlier output")
+            return _reject(index, "ungrounded", f"{call.name}: {missing} not in the query or an earlier output")
         execution = await executor.execute(call)
         if not execution.ok:
             return _reject(index, "execution", json.dumps(execution.output)[:300])
@@ -306,19 +337,39 @@ async def _forward(
         problem = await _round_trip(client, query, calls, specs, done, tools, settings.seed * 100 + attempt, ids)
         if problem:
             return _reject(index, "round_trip", problem)
-    return TurnResult(index, CALL, turn.functions, query, calls, outputs, tools,
-                      llm_call_ids=ids, simulated=simulated)
+    return TurnResult(index, CALL, turn.functions, query, calls, outputs, tools, llm_call_ids=ids, simulated=simulated)
 
 
-async def _translate_forward(client: LLMClient, query: str, offered: list[FunctionSpec], done: list[TurnResult],
-                             count: int, exact: bool, seed: int, ids: list[str]) -> list[ToolCall] | str:
+async def _translate_forward(
+    client: LLMClient,
+    query: str,
+    offered: list[FunctionSpec],
+    done: list[TurnResult],
+    count: int,
+    exact: bool,
+    seed: int,
+    ids: list[str],
+) -> list[ToolCall] | str:
     """Query -> calls among `offered` (`count` of them when `exact`), or why there are none."""
-    reply = await client.chat(LLMRequest(
-        messages=[{"role": "user", "content": FORWARD_PROMPT.format(
-            functions="\n".join(describe(s) for s in offered), history=_history_text(done),
-            outputs=_outputs_text(done), query=query)}],
-        response_schema=calls_schema(offered, exact=count if exact else None),
-        temperature=0.0, max_tokens=96 * count + 64, seed=seed))
+    reply = await client.chat(
+        LLMRequest(
+            messages=[
+                {
+                    "role": "user",
+                    "content": FORWARD_PROMPT.format(
+                        functions="\n".join(describe(s) for s in offered),
+                        history=_history_text(done),
+                        outputs=_outputs_text(done),
+                        query=query,
+                    ),
+                }
+            ],
+            response_schema=calls_schema(offered, exact=count if exact else None),
+            temperature=0.0,
+            max_tokens=96 * count + 64,
+            seed=seed,
+        )
+    )
     ids.append(reply.call_id)
     data = reply.json()
     raw_calls = data.get("calls") if isinstance(data, dict) else None
@@ -330,8 +381,16 @@ async def _translate_forward(client: LLMClient, query: str, offered: list[Functi
         return str(exc)
 
 
-async def _round_trip(client: LLMClient, query: str, calls: list[ToolCall], specs: dict[str, FunctionSpec],
-                      done: list[TurnResult], tools: list[str], seed: int, ids: list[str]) -> str | None:
+async def _round_trip(
+    client: LLMClient,
+    query: str,
+    calls: list[ToolCall],
+    specs: dict[str, FunctionSpec],
+    done: list[TurnResult],
+    tools: list[str],
+    seed: int,
+    ids: list[str],
+) -> str | None:
     """An independent forward translation, offered every tool of the turn, must give the same calls."""
     offered = [specs[n] for n in tools if n in specs]
     again = await _translate_forward(client, query, offered, done, len(calls), False, seed, ids)
@@ -340,8 +399,12 @@ async def _round_trip(client: LLMClient, query: str, calls: list[ToolCall], spec
 
 
 async def translate_path(
-    client: LLMClient, path: SignaturePath, specs: dict[str, FunctionSpec], executor: Executor,
-    distractors: list[str], settings: TranslationSettings,
+    client: LLMClient,
+    path: SignaturePath,
+    specs: dict[str, FunctionSpec],
+    executor: Executor,
+    distractors: list[str],
+    settings: TranslationSettings,
 ) -> list[TurnResult] | PathRejection:
     done: list[TurnResult] = []
     for index in range(len(path.turns)):
@@ -362,17 +425,25 @@ class TranslationOutcome:
     paths_in: int
 
 
-def distractors_for(path: SignaturePath, path_id: str, specs: dict[str, FunctionSpec],
-                    options: SynthesisOptions) -> list[str]:
+def distractors_for(
+    path: SignaturePath, path_id: str, specs: dict[str, FunctionSpec], options: SynthesisOptions
+) -> list[str]:
     """Seeded extra tools offered beside the path's own, never one the path withholds."""
     rng = random.Random(f"{options.seed}:distractors:{path_id}")
     others = sorted(set(specs) - set(path.functions) - {f for t in path.turns for f in t.target})
     return rng.sample(others, min(distractor_count(path.shape, options.distractor_tools), len(others)))
 
 
-async def translate_paths(client: LLMClient, path_rows: list[dict[str, Any]], specs: dict[str, FunctionSpec],
-                          factory: ExecutorFactory, options: SynthesisOptions, tool_set: str, run_id: str,
-                          tick: Callable[[], None] | None = None) -> TranslationOutcome:
+async def translate_paths(
+    client: LLMClient,
+    path_rows: list[dict[str, Any]],
+    specs: dict[str, FunctionSpec],
+    factory: ExecutorFactory,
+    options: SynthesisOptions,
+    tool_set: str,
+    run_id: str,
+    tick: Callable[[], None] | None = None,
+) -> TranslationOutcome:
     """Translate every stored path, each on a fresh executor with its own starting state."""
     function_ids = {n: s.function_id(tool_set) for n, s in specs.items()}
 
@@ -381,8 +452,9 @@ async def translate_paths(client: LLMClient, path_rows: list[dict[str, Any]], sp
         executor = factory.new(seed=conversation_seed(row["path_id"]))
         try:
             settings = TranslationSettings(options.max_attempts, seed=options.seed + i, round_trip=options.round_trip)
-            return await translate_path(client, path, specs, executor,
-                                        distractors_for(path, row["path_id"], specs, options), settings)
+            return await translate_path(
+                client, path, specs, executor, distractors_for(path, row["path_id"], specs, options), settings
+            )
         finally:
             executor.close()
             if tick:

@@ -12,8 +12,9 @@ import importlib
 import importlib.util
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from magnet_dagster.tools.dispatcher import Dispatcher
 from magnet_dagster.tools.spec import FunctionSpec, ToolSetError
@@ -25,15 +26,14 @@ def package_dir() -> Path:
     spec = importlib.util.find_spec("bfcl_eval")
     if spec is None or not spec.submodule_search_locations:
         raise ToolSetError("bfcl-eval is not installed (make install does it)")
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def class_files() -> tuple[dict[str, str], dict[str, str], set[str]]:
     """(class -> func doc file, class -> module, stateless classes), from bfcl's own table."""
     from bfcl_eval.constants import executable_backend_config as cfg
 
-    return (dict(cfg.MULTI_TURN_FUNC_DOC_FILE_MAPPING), dict(cfg.CLASS_FILE_PATH_MAPPING),
-            set(cfg.STATELESS_CLASSES))
+    return (dict(cfg.MULTI_TURN_FUNC_DOC_FILE_MAPPING), dict(cfg.CLASS_FILE_PATH_MAPPING), set(cfg.STATELESS_CLASSES))
 
 
 def func_doc_path(class_name: str) -> Path:
@@ -53,8 +53,16 @@ def load_class(class_name: str) -> type:
 # ------------------------------------------------------------- starting states
 
 _FIRST = ["alice", "bob", "carmen", "deepak", "eun", "farah", "goran", "hiro"]
-_TOPICS = ["printer offline", "VPN drops", "laptop battery", "email sync", "badge access",
-           "monitor flicker", "password reset", "disk full"]
+_TOPICS = [
+    "printer offline",
+    "VPN drops",
+    "laptop battery",
+    "email sync",
+    "badge access",
+    "monitor flicker",
+    "password reset",
+    "disk full",
+]
 
 
 def _ticket_state(rng: random.Random) -> dict[str, Any]:
@@ -62,12 +70,16 @@ def _ticket_state(rng: random.Random) -> dict[str, Any]:
     queue = []
     for i in range(rng.randint(1, 4)):
         topic = rng.choice(_TOPICS)
-        queue.append({
-            "id": 100 + i, "title": topic.capitalize(),
-            "description": f"{topic} since {rng.randint(1, 9)} days",
-            "status": rng.choice(["Open", "In Progress"]),
-            "priority": rng.randint(1, 5), "created_by": user,
-        })
+        queue.append(
+            {
+                "id": 100 + i,
+                "title": topic.capitalize(),
+                "description": f"{topic} since {rng.randint(1, 9)} days",
+                "status": rng.choice(["Open", "In Progress"]),
+                "priority": rng.randint(1, 5),
+                "created_by": user,
+            }
+        )
     return {"ticket_queue": queue, "ticket_counter": 100 + len(queue), "current_user": user}
 
 
@@ -75,9 +87,13 @@ def _message_state(rng: random.Random) -> dict[str, Any]:
     users = rng.sample([n.capitalize() for n in _FIRST], 4)
     user_map = {name: f"USR{100 + i}" for i, name in enumerate(users)}
     return {
-        "random_seed": rng.randint(1, 10**6), "user_count": len(users), "user_map": user_map,
+        "random_seed": rng.randint(1, 10**6),
+        "user_count": len(users),
+        "user_map": user_map,
         "inbox": [{user_map[users[1]]: f"Hi {users[0]}, {rng.choice(_TOPICS)}?"}],
-        "message_count": 1, "current_user": user_map[users[0]], "generated_ids": set(),
+        "message_count": 1,
+        "current_user": user_map[users[0]],
+        "generated_ids": set(),
     }
 
 
@@ -113,7 +129,9 @@ def _sets(state: dict[str, Any]) -> dict[str, Any]:
     return {k: set(v) for k, v in state.items() if isinstance(v, set)}
 
 
-def dispatcher(classes: list[str], allowed: set[str], seed: int, time_limit_s: float = 5.0) -> tuple[Dispatcher, dict[str, Any]]:
+def dispatcher(
+    classes: list[str], allowed: set[str], seed: int, time_limit_s: float = 5.0
+) -> tuple[Dispatcher, dict[str, Any]]:
     instances, states = new_instances(classes, seed)
     return Dispatcher.for_instances(instances, allowed, time_limit_s), states
 
@@ -132,6 +150,7 @@ def bfcl_functions(classes: list[str], gorilla_to_spec: Callable[..., FunctionSp
     for name in classes:
         path = func_doc_path(name)
         for lineno, doc in func_docs(name):
-            specs.append(gorilla_to_spec(doc, source=f"{path.name}:{lineno}", tool=name,
-                                         category=name, executable=True))
+            specs.append(
+                gorilla_to_spec(doc, source=f"{path.name}:{lineno}", tool=name, category=name, executable=True)
+            )
     return specs

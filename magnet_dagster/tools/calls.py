@@ -10,8 +10,9 @@ from __future__ import annotations
 import ast
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from magnet_dagster.tools.spec import FunctionSpec
 
@@ -29,7 +30,7 @@ class ToolCall:
         return {"name": self.name, "arguments": self.arguments}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ToolCall":
+    def from_dict(cls, data: dict[str, Any]) -> ToolCall:
         args = data.get("arguments", data.get("parameters", {}))
         if isinstance(args, str):
             args = json.loads(args) if args.strip() else {}
@@ -80,7 +81,9 @@ def parse_python_call(text: str, parameter_order: Callable[[str], list[str] | No
             try:
                 arguments[name] = ast.literal_eval(arg)
             except (ValueError, SyntaxError) as exc:
-                raise CallParseError(f"{node.func.id}: argument {name!r} is not a literal: {ast.unparse(arg)!r}") from exc
+                raise CallParseError(
+                    f"{node.func.id}: argument {name!r} is not a literal: {ast.unparse(arg)!r}"
+                ) from exc
     for kw in node.keywords:
         if kw.arg is None:
             raise CallParseError(f"{node.func.id}: **kwargs are not allowed")
@@ -200,9 +203,7 @@ def _type_ok(value: Any, json_type: Any) -> bool:
     return any(checks.get(t, lambda v: True)(value) for t in types)
 
 
-def calls_mismatch(
-    expected: list[ToolCall], got: list[ToolCall], specs: dict[str, FunctionSpec]
-) -> str | None:
+def calls_mismatch(expected: list[ToolCall], got: list[ToolCall], specs: dict[str, FunctionSpec]) -> str | None:
     """AST match of two turns' calls, order-free: None when every call pairs up."""
     if len(expected) != len(got):
         return f"expected {len(expected)} call(s), got {len(got)}"

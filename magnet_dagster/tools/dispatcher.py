@@ -12,8 +12,9 @@ import inspect
 import json
 import threading
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from magnet_dagster.tools.calls import CallParseError, ToolCall, parse_python_call
 
@@ -30,7 +31,7 @@ class Dispatcher:
     time_limit_s: float = 5.0
 
     @classmethod
-    def for_instances(cls, instances: dict[str, object], allowed: set[str], time_limit_s: float = 5.0) -> "Dispatcher":
+    def for_instances(cls, instances: dict[str, object], allowed: set[str], time_limit_s: float = 5.0) -> Dispatcher:
         """Register `allowed` public callables of `instances` (class instances or modules)."""
         functions: dict[str, Callable[..., Any]] = {}
         for obj in instances.values():
@@ -70,7 +71,7 @@ class Dispatcher:
         def run() -> None:
             try:
                 outcome["result"] = self.functions[call.name](**arguments)
-            except Exception as exc:  # noqa: BLE001 - a tool's failure is data for the trajectory
+            except Exception as exc:
                 outcome["error"] = f"{call.name}: {type(exc).__name__}: {exc}"
 
         # A daemon thread: a call that overruns is abandoned (threads cannot be killed) and

@@ -65,9 +65,14 @@ DATA = (dict, list, tuple, set, str, int, float, bool, type(None))
 
 def instance_state(instances: dict[str, object]) -> dict[str, Any]:
     """Public data of each instance (its attributes) or module (its plain-data globals)."""
-    return {name: {k: v for k, v in vars(obj).items() if not k.startswith("_") and (
-        isinstance(v, DATA) if isinstance(obj, types.ModuleType) else not callable(v))}
-        for name, obj in instances.items()}
+    return {
+        name: {
+            k: v
+            for k, v in vars(obj).items()
+            if not k.startswith("_") and (isinstance(v, DATA) if isinstance(obj, types.ModuleType) else not callable(v))
+        }
+        for name, obj in instances.items()
+    }
 
 
 def _to_json(value: Any) -> Any:
@@ -97,23 +102,39 @@ class SimulatedExecutor:
         if key in self.cache:
             return self.cache[key]
         schema = spec.returns or GENERIC_RESULT
-        reply = await self.client.chat(LLMRequest(
-            messages=[{"role": "user", "content": SIMULATE_PROMPT.format(
-                name=spec.name, description=spec.description,
-                arguments=json.dumps(call.arguments, sort_keys=True))}],
-            response_schema=schema, max_tokens=256,
-        ))
+        reply = await self.client.chat(
+            LLMRequest(
+                messages=[
+                    {
+                        "role": "user",
+                        "content": SIMULATE_PROMPT.format(
+                            name=spec.name,
+                            description=spec.description,
+                            arguments=json.dumps(call.arguments, sort_keys=True),
+                        ),
+                    }
+                ],
+                response_schema=schema,
+                max_tokens=256,
+            )
+        )
         output = reply.json() if reply.ok else None
         if output is None:
-            result = Execution({"error": f"{call.name}: simulation failed ({reply.error or 'no JSON'})"},
-                               simulated=True, llm_call_id=reply.call_id)
+            result = Execution(
+                {"error": f"{call.name}: simulation failed ({reply.error or 'no JSON'})"},
+                simulated=True,
+                llm_call_id=reply.call_id,
+            )
         else:
             try:
                 jsonschema.validate(output, schema)
                 result = Execution(output, simulated=True, llm_call_id=reply.call_id)
             except jsonschema.ValidationError as exc:
-                result = Execution({"error": f"{call.name}: simulated result breaks its returns schema: {exc.message}"},
-                                   simulated=True, llm_call_id=reply.call_id)
+                result = Execution(
+                    {"error": f"{call.name}: simulated result breaks its returns schema: {exc.message}"},
+                    simulated=True,
+                    llm_call_id=reply.call_id,
+                )
         self.cache[key] = result
         return result
 
@@ -152,8 +173,13 @@ class ExecutorFactory:
         if self.executor.get("python"):
             instances |= python_tools.new_instances(self.executor["python"], seed)
         kind = self.executor.get("kind")
-        simulated = ({n for n, s in self.specs.items() if not s.executable} if kind == "mixed"
-                     else set(self.specs) if kind == "simulated" else set())
+        simulated = (
+            {n for n, s in self.specs.items() if not s.executable}
+            if kind == "mixed"
+            else set(self.specs)
+            if kind == "simulated"
+            else set()
+        )
         dispatch = None
         if instances:
             disp = Dispatcher.for_instances(instances, set(self.specs) - simulated, self.time_limit_s)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,8 +62,11 @@ class ToolSetSource:
 def content_hash(path: Path) -> str:
     """Hash of a tool set's bytes (every file of a folder, with relative names)."""
     digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file() and not _ignored(p.relative_to(path))) \
-        if path.is_dir() else [path]
+    files = (
+        sorted(p for p in path.rglob("*") if p.is_file() and not _ignored(p.relative_to(path)))
+        if path.is_dir()
+        else [path]
+    )
     for f in files:
         digest.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
         digest.update(f.read_bytes())
@@ -123,7 +125,7 @@ def gorilla_schema(schema: Any) -> Any:
         return [gorilla_schema(s) for s in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {}
+    out: dict[str, Any] = {}
     for key, value in schema.items():
         if key == "type" and isinstance(value, str):
             if value == "any":
@@ -145,8 +147,9 @@ def _gorilla_within_limit(schema: Any) -> Any:
     return schema if nesting_depth(schema, limit) > limit else gorilla_schema(schema)
 
 
-def function_from_object(obj: dict[str, Any], source: str, tool: str | None = None,
-                         category: str | None = None, executable: bool = False) -> FunctionSpec:
+def function_from_object(
+    obj: dict[str, Any], source: str, tool: str | None = None, category: str | None = None, executable: bool = False
+) -> FunctionSpec:
     """A bare function object (OpenAI `function`, BFCL doc or MCP tool) -> FunctionSpec."""
     params = obj.get("parameters", obj.get("inputSchema", {"type": "object", "properties": {}}))
     returns = obj.get("response", obj.get("outputSchema", obj.get("returns")))
@@ -168,8 +171,10 @@ def _functions_from_value(value: Any, source: str, unwrapped: bool = False) -> l
     if toolbench.is_toolbench(value):
         return toolbench.toolbench_functions(value, source, category=Path(source.split(":")[0]).stem)
     if isinstance(value, dict) and isinstance(value.get("tools"), list):  # MCP tools/list result
-        return [function_from_object(t, f"{source}#tools[{i}]", category=Path(source).stem)
-                for i, t in enumerate(_objects(value["tools"], source, "tools"))]
+        return [
+            function_from_object(t, f"{source}#tools[{i}]", category=Path(source).stem)
+            for i, t in enumerate(_objects(value["tools"], source, "tools"))
+        ]
     if isinstance(value, dict) and isinstance(value.get("result"), dict) and "name" not in value and not unwrapped:
         return _functions_from_value(value["result"], source, unwrapped=True)  # MCP JSON-RPC reply
     specs = []
@@ -227,7 +232,7 @@ def read_tool_file(path: Path) -> tuple[list[FunctionSpec], list[Rejection]]:
 def _one_value_per_line(path: Path, text: str, exc: ValueError) -> bool:
     if path.suffix == ".jsonl":
         return True
-    return isinstance(exc, json.JSONDecodeError) and exc.msg == "Extra data" and "\n" not in text[:exc.pos].strip()
+    return isinstance(exc, json.JSONDecodeError) and exc.msg == "Extra data" and "\n" not in text[: exc.pos].strip()
 
 
 def _read_lines(path: Path, text: str) -> tuple[list[FunctionSpec], list[Rejection]]:
@@ -265,15 +270,15 @@ def read_tool_set(path: Path) -> ToolSetSource:
     if not path.exists():
         raise ToolSetError(f"{path}: no such tool set")
     source = ToolSetSource(name=name, path=path, functions=[], content_hash=content_hash(path))
-    files = sorted(p for p in path.iterdir() if p.is_file() and not _ignored(Path(p.name))) \
-        if path.is_dir() else [path]
+    files = sorted(p for p in path.iterdir() if p.is_file() and not _ignored(Path(p.name))) if path.is_dir() else [path]
     manifest = next((f for f in files if f.name == MANIFEST), None)
     settings = _read_manifest(manifest) if manifest is not None else {}
     source.options = _mapping(settings.get("options"), manifest, "options")
     classes = _names(settings.get("bfcl_classes"), manifest, "bfcl_classes")
     if classes:
-        source.functions.extend(_bfcl_functions(classes, _names(settings.get("bfcl_functions"), manifest,
-                                                                "bfcl_functions"), manifest))
+        source.functions.extend(
+            _bfcl_functions(classes, _names(settings.get("bfcl_functions"), manifest, "bfcl_functions"), manifest)
+        )
     base = path if path.is_dir() else path.parent
     targets = [PythonTarget.parse(entry, base, str(manifest)) for entry in _as_list(settings.get("python"), manifest)]
     if path.is_file() and path.suffix == ".py":
@@ -284,8 +289,9 @@ def read_tool_set(path: Path) -> ToolSetSource:
     data_files = [f for f in files if f.suffix in DATA_FILE_SUFFIXES]
     if not data_files and not source.functions:
         notes = "".join(f"; {note}" for note in source.ignored)
-        raise ToolSetError(f"{path}: no tool files ({', '.join(sorted(DATA_FILE_SUFFIXES | {'.py'}))}) "
-                           f"or {MANIFEST}{notes}")
+        raise ToolSetError(
+            f"{path}: no tool files ({', '.join(sorted(DATA_FILE_SUFFIXES | {'.py'}))}) or {MANIFEST}{notes}"
+        )
     for f in data_files:
         specs, rejections = read_tool_file(f)
         source.functions.extend(specs)

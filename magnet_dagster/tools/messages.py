@@ -15,7 +15,8 @@ from magnet_dagster.tools.spec import FunctionSpec
 NEW_TOOLS_PREFIX = "New functions are now available: "
 
 _ASKS_OR_REFUSES = re.compile(
-    r"\?|\b(can ?not|can't|unable|not able|don't have|do not have|no (?:tool|function))\b", re.I)
+    r"\?|\b(can ?not|can't|unable|not able|don't have|do not have|no (?:tool|function))\b", re.I
+)
 
 
 def asks_or_refuses(text: str) -> bool:
@@ -26,10 +27,11 @@ def asks_or_refuses(text: str) -> bool:
 def tool_messages(calls: list[ToolCall], outputs: list[Any], turn: int | str) -> tuple[dict, list[dict]]:
     """One assistant message carrying `calls`, and one `tool` message per result."""
     ids = [f"call_{turn}_{i}" for i in range(len(calls))]
-    assistant = {"role": "assistant", "content": None,
-                 "tool_calls": [c.openai(i) for c, i in zip(calls, ids)]}
-    results = [{"role": "tool", "tool_call_id": i, "name": c.name, "content": json.dumps(o)}
-               for c, o, i in zip(calls, outputs, ids)]
+    assistant = {"role": "assistant", "content": None, "tool_calls": [c.openai(i) for c, i in zip(calls, ids)]}
+    results = [
+        {"role": "tool", "tool_call_id": i, "name": c.name, "content": json.dumps(o)}
+        for c, o, i in zip(calls, outputs, ids)
+    ]
     return assistant, results
 
 
@@ -44,5 +46,5 @@ def announced_tools(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for m in messages:
         content = m.get("content") or ""
         if m["role"] == "system" and content.startswith(NEW_TOOLS_PREFIX):
-            out.extend(json.loads(content[len(NEW_TOOLS_PREFIX):]))
+            out.extend(json.loads(content[len(NEW_TOOLS_PREFIX) :]))
     return out

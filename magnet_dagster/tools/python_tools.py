@@ -24,16 +24,24 @@ import re
 import sys
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from magnet_dagster.tools.spec import FunctionSpec, ToolSetError
 
 PRIMITIVES: dict[Any, dict[str, Any]] = {
-    str: {"type": "string"}, int: {"type": "integer"}, float: {"type": "number"},
-    bool: {"type": "boolean"}, type(None): {"type": "null"}, dict: {"type": "object"},
-    list: {"type": "array"}, tuple: {"type": "array"}, set: {"type": "array"}, Any: {},
+    str: {"type": "string"},
+    int: {"type": "integer"},
+    float: {"type": "number"},
+    bool: {"type": "boolean"},
+    type(None): {"type": "null"},
+    dict: {"type": "object"},
+    list: {"type": "array"},
+    tuple: {"type": "array"},
+    set: {"type": "array"},
+    Any: {},
 }
 SECTION = re.compile(r"^(Args|Arguments|Parameters|Params|Returns|Return|Raises|Yields|Examples?|Notes?):\s*$")
 GOOGLE_ARG = re.compile(r"^\s*(\*{0,2}\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
@@ -54,7 +62,7 @@ class PythonTarget:
     states: tuple[dict[str, Any], ...] = ()
 
     @classmethod
-    def parse(cls, entry: Any, base: Path, source: str) -> "PythonTarget":
+    def parse(cls, entry: Any, base: Path, source: str) -> PythonTarget:
         """`"mod:Class"` or `{"target": "file.py:Class", "states": [...]}` from toolset.yaml."""
         states: list[Any] = []
         if isinstance(entry, dict):
@@ -78,7 +86,7 @@ class PythonTarget:
         return {"module": self.module, "attribute": self.attribute, "file": self.file, "states": list(self.states)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PythonTarget":
+    def from_dict(cls, data: dict[str, Any]) -> PythonTarget:
         return cls(data["module"], data.get("attribute"), data.get("file"), tuple(data.get("states") or ()))
 
     @property
@@ -102,7 +110,7 @@ class PythonTarget:
         sys.modules[module.__name__] = module
         try:
             spec.loader.exec_module(module)
-        except Exception as exc:  # noqa: BLE001 - any import failure is the tool set's problem
+        except Exception as exc:
             raise ToolSetError(f"python target {self.label}: importing it failed: {type(exc).__name__}: {exc}") from exc
         return module
 
@@ -133,7 +141,7 @@ class PythonTarget:
 class _NoBytecodeLoader(importlib.machinery.SourceFileLoader):
     """Writes no `__pycache__` into the tool set (its content hash would change)."""
 
-    def set_data(self, path: str, data: bytes, *, _mode: int = 0o666) -> None:
+    def set_data(self, path: str, data: Any, *, _mode: int = 0o666) -> None:
         return None
 
 
@@ -144,8 +152,11 @@ def _private_name(path: str) -> str:
 def public_callables(owner: type | types.ModuleType) -> list[tuple[str, Callable[..., Any]]]:
     """Public functions defined in a module, or public methods a class defines."""
     if isinstance(owner, types.ModuleType):
-        return [(name, fn) for name, fn in vars(owner).items()
-                if not name.startswith("_") and inspect.isfunction(fn) and fn.__module__ == owner.__name__]
+        return [
+            (name, fn)
+            for name, fn in vars(owner).items()
+            if not name.startswith("_") and inspect.isfunction(fn) and fn.__module__ == owner.__name__
+        ]
     found: dict[str, Callable[..., Any]] = {}
     for klass in owner.__mro__[:-1]:  # not object's; a subclass's method hides its base's
         for name, fn in vars(klass).items():
@@ -177,8 +188,11 @@ def hint_schema(hint: Any) -> dict[str, Any]:
         return {"enum": [m.value for m in hint]}
     if typing.is_typeddict(hint):
         hints = typing.get_type_hints(hint)
-        return {"type": "object", "properties": {k: hint_schema(v) for k, v in hints.items()},
-                "required": sorted(hint.__required_keys__)}
+        return {
+            "type": "object",
+            "properties": {k: hint_schema(v) for k, v in hints.items()},
+            "required": sorted(hint.__required_keys__),
+        }
     if dataclasses.is_dataclass(hint):
         hints = typing.get_type_hints(hint)
         return {"type": "object", "properties": {f.name: hint_schema(hints[f.name]) for f in dataclasses.fields(hint)}}
@@ -203,8 +217,9 @@ def parse_docstring(doc: str) -> tuple[str, dict[str, str], str]:
     arg_indent = _arg_indent(doc)
     for line in doc.splitlines():
         stripped = line.strip()
-        if SECTION.match(stripped):
-            section, current = SECTION.match(stripped).group(1).lower(), None
+        heading = SECTION.match(stripped)
+        if heading:
+            section, current = heading.group(1).lower(), None
             continue
         sphinx = SPHINX_ARG.match(line)
         if sphinx:
@@ -237,7 +252,7 @@ def _arg_indent(doc: str) -> int:
     lines = doc.splitlines()
     for i, line in enumerate(lines):
         if SECTION.match(line.strip()) and line.strip().lower().startswith(("arg", "param")):
-            for follow in lines[i + 1:]:
+            for follow in lines[i + 1 :]:
                 if follow.strip():
                     return len(follow) - len(follow.lstrip())
     return 0
@@ -252,7 +267,7 @@ def function_spec(name: str, fn: Callable[..., Any], owner_name: str, source: st
     summary, param_docs, returns_doc = parse_docstring(doc)
     try:
         hints = typing.get_type_hints(fn)
-    except Exception as exc:  # noqa: BLE001 - unresolvable annotations are the tool's problem
+    except Exception as exc:
         hints = {}
         problems.append(("python_type_hint", f"its type hints cannot be resolved: {exc}"))
     properties: dict[str, Any] = {}
@@ -286,9 +301,17 @@ def function_spec(name: str, fn: Callable[..., Any], owner_name: str, source: st
     parameters: dict[str, Any] = {"type": "object", "properties": properties}
     if required:
         parameters["required"] = required
-    return FunctionSpec(name=name, description=summary, parameters=parameters, returns=returns,
-                        category=owner_name, tool=owner_name, source_file=source, executable=True,
-                        extra={"problems": problems} if problems else {})
+    return FunctionSpec(
+        name=name,
+        description=summary,
+        parameters=parameters,
+        returns=returns,
+        category=owner_name,
+        tool=owner_name,
+        source_file=source,
+        executable=True,
+        extra={"problems": problems} if problems else {},
+    )
 
 
 def python_functions(target: PythonTarget) -> list[FunctionSpec]:

@@ -9,8 +9,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 #: Python type names as BFCL docs and ToolBench response templates write them -> JSON Schema types
-PYTHON_TYPE_NAMES = {"dict": "object", "float": "number", "tuple": "array", "list": "array",
-                     "int": "integer", "str": "string", "bool": "boolean"}
+PYTHON_TYPE_NAMES = {
+    "dict": "object",
+    "float": "number",
+    "tuple": "array",
+    "list": "array",
+    "int": "integer",
+    "str": "string",
+    "bool": "boolean",
+}
 
 TOOL_SET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 #: a ToolSetError message is cut to this many characters (it names the file first)
@@ -27,7 +34,7 @@ class ToolSetError(ValueError):
     def __init__(self, message: object) -> None:
         text = " ".join(str(message).split())
         if len(text) > MAX_ERROR_CHARS:
-            text = text[:MAX_ERROR_CHARS - 1] + "…"
+            text = text[: MAX_ERROR_CHARS - 1] + "…"
         super().__init__(text)
 
 
@@ -119,7 +126,7 @@ class FunctionSpec:
         }
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "FunctionSpec":
+    def from_row(cls, row: dict[str, Any]) -> FunctionSpec:
         return cls(
             name=row["name"],
             description=row.get("description") or "",

@@ -27,11 +27,29 @@ MAX_NAME = 64
 BOOLEAN_WORDS = {"true": True, "false": False, "1": True, "0": False}
 #: the first word of a ToolBench type, lower-cased -> JSON Schema type; the rest (e.g.
 #: "DATE (YYYY-MM-DD)") is kept as a format hint in the description
-TYPES = {"string": "string", "str": "string", "enum": "string", "date": "string", "time": "string",
-         "datetime": "string", "geopoint": "string", "credentials": "string", "file": "string",
-         "number": "number", "float": "number", "double": "number", "integer": "integer",
-         "int": "integer", "boolean": "boolean", "bool": "boolean", "array": "array",
-         "list": "array", "object": "object", "dict": "object", "json": "object"}
+TYPES = {
+    "string": "string",
+    "str": "string",
+    "enum": "string",
+    "date": "string",
+    "time": "string",
+    "datetime": "string",
+    "geopoint": "string",
+    "credentials": "string",
+    "file": "string",
+    "number": "number",
+    "float": "number",
+    "double": "number",
+    "integer": "integer",
+    "int": "integer",
+    "boolean": "boolean",
+    "bool": "boolean",
+    "array": "array",
+    "list": "array",
+    "object": "object",
+    "dict": "object",
+    "json": "object",
+}
 
 
 def is_api_entry(item: Any) -> bool:
@@ -43,8 +61,9 @@ def is_toolbench(value: Any) -> bool:
     if isinstance(value, dict):
         return isinstance(value.get("api_list"), list)
     if isinstance(value, list) and value:
-        return all(isinstance(v, dict) and isinstance(v.get("api_list"), list) for v in value) or \
-            all(is_api_entry(v) for v in value)
+        return all(isinstance(v, dict) and isinstance(v.get("api_list"), list) for v in value) or all(
+            is_api_entry(v) for v in value
+        )
     return False
 
 
@@ -59,7 +78,7 @@ def _hash(*parts: str) -> str:
 
 def _with_hash(name: str, *parts: str) -> str:
     """`name` cut to leave room for a hash of `parts`, which keeps it unique and stable."""
-    return f"{name[:MAX_NAME - 9].rstrip('_')}_{_hash(*parts)}"
+    return f"{name[: MAX_NAME - 9].rstrip('_')}_{_hash(*parts)}"
 
 
 def derived_name(tool: str, api: str) -> str:
@@ -74,7 +93,7 @@ def _type_and_hint(raw: Any) -> tuple[str, str]:
     first = re.split(r"[\s(]", text, maxsplit=1)[0].lower()
     if first not in TYPES:
         return text.lower(), ""  # left as is: validation refuses it by name and rule
-    rest = text[len(first):].strip().removeprefix("(").removesuffix(")").strip()
+    rest = text[len(first) :].strip().removeprefix("(").removesuffix(")").strip()
     return TYPES[first], rest
 
 
@@ -148,14 +167,19 @@ def template_schema(template: Any) -> dict[str, Any]:
 def _entries(value: Any, source: str) -> list[tuple[dict[str, Any], dict[str, Any], str]]:
     """(api entry, defaults from its tool file, where it came from) in reading order."""
     if isinstance(value, dict):
-        tool = {"tool_name": _text(value.get("tool_name") or value.get("name")),
-                "category_name": _text(value.get("category_name") or value.get("category")),
-                "tool_description": _text(value.get("tool_description"))}
+        tool = {
+            "tool_name": _text(value.get("tool_name") or value.get("name")),
+            "category_name": _text(value.get("category_name") or value.get("category")),
+            "tool_description": _text(value.get("tool_description")),
+        }
         return [(api, tool, f"{source}#api_list[{i}]") for i, api in enumerate(value["api_list"])]
     if all(is_api_entry(v) for v in value):
         return [(api, {}, f"{source}#{i}") for i, api in enumerate(value)]
-    return [(api, {}, f"{source}#{q}.api_list[{i}]")
-            for q, query in enumerate(value) for i, api in enumerate(query["api_list"])]
+    return [
+        (api, {}, f"{source}#{q}.api_list[{i}]")
+        for q, query in enumerate(value)
+        for i, api in enumerate(query["api_list"])
+    ]
 
 
 def toolbench_functions(value: Any, source: str, category: str | None = None) -> list[FunctionSpec]:
@@ -165,9 +189,11 @@ def toolbench_functions(value: Any, source: str, category: str | None = None) ->
         if not isinstance(api, dict):
             seen[("", "", where)] = ({}, where)  # kept so validation names it
             continue
-        origin = (_text(api.get("category_name") or tool.get("category_name") or category),
-                  _text(api.get("tool_name") or tool.get("tool_name")),
-                  _text(api.get("api_name") or api.get("name")))
+        origin = (
+            _text(api.get("category_name") or tool.get("category_name") or category),
+            _text(api.get("tool_name") or tool.get("tool_name")),
+            _text(api.get("api_name") or api.get("name")),
+        )
         seen.setdefault(origin, ({**api, **{k: v for k, v in tool.items() if v and k not in api}}, where))
     by_name: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
     for origin in seen:
@@ -193,9 +219,16 @@ def _spec(name: str, origin: tuple[str, str, str], api: dict[str, Any], where: s
         parameters["required"] = required
     description = _text(api.get("api_description") or api.get("description")).strip()
     tool_description = _text(api.get("tool_description")).strip()
-    extra: dict[str, Any] = {"origin": {"format": "toolbench", "category_name": category, "tool_name": tool,
-                                        "api_name": api_name, "method": _scalar(api.get("method")),
-                                        "url": _scalar(api.get("url"))}}
+    extra: dict[str, Any] = {
+        "origin": {
+            "format": "toolbench",
+            "category_name": category,
+            "tool_name": tool,
+            "api_name": api_name,
+            "method": _scalar(api.get("method")),
+            "url": _scalar(api.get("url")),
+        }
+    }
     returns = _returns(api.get("template_response"), problems)
     if problems:
         extra["problems"] = problems
@@ -228,7 +261,12 @@ def _returns(template: Any, problems: list[tuple[str, str]]) -> dict[str, Any] |
         return None
     limit = config.limits().max_schema_depth
     if nesting_depth(template, limit) > limit:
-        problems.append(("schema_depth", f"template_response nests more than {limit} levels deep; "
-                         f"the limit is {limit} (MAGNET_MAX_SCHEMA_DEPTH)"))
+        problems.append(
+            (
+                "schema_depth",
+                f"template_response nests more than {limit} levels deep; "
+                f"the limit is {limit} (MAGNET_MAX_SCHEMA_DEPTH)",
+            )
+        )
         return None
     return template_schema(template)

@@ -69,19 +69,34 @@ def _size_problems(spec: FunctionSpec, limits: config.Limits) -> list[tuple[str,
     if not isinstance(description, str):
         problems.append(("description_type", f"description must be a string, not {shown(description)}"))
     elif len(description) > limits.max_description_chars:
-        problems.append(("description_length", f"description is {len(description)} characters; the limit is "
-                         f"{limits.max_description_chars} (MAGNET_MAX_DESCRIPTION_CHARS)"))
+        problems.append(
+            (
+                "description_length",
+                f"description is {len(description)} characters; the limit is "
+                f"{limits.max_description_chars} (MAGNET_MAX_DESCRIPTION_CHARS)",
+            )
+        )
     for field_name, schema in (("parameters", spec.parameters), ("returns", spec.returns)):
         if nesting_depth(schema, limits.max_schema_depth) > limits.max_schema_depth:
             found = nesting_depth(schema, _MEASURE_CAP)
             levels = found if found <= _MEASURE_CAP else f"more than {_MEASURE_CAP}"
-            problems.append(("schema_depth", f"{field_name} nests {levels} levels deep; the limit is "
-                             f"{limits.max_schema_depth} (MAGNET_MAX_SCHEMA_DEPTH)"))
+            problems.append(
+                (
+                    "schema_depth",
+                    f"{field_name} nests {levels} levels deep; the limit is "
+                    f"{limits.max_schema_depth} (MAGNET_MAX_SCHEMA_DEPTH)",
+                )
+            )
             continue
         long = _long_description(schema, limits.max_description_chars)
         if long:
-            problems.append(("description_length", f"{field_name} description at {long[0]} is {long[1]} characters; "
-                             f"the limit is {limits.max_description_chars} (MAGNET_MAX_DESCRIPTION_CHARS)"))
+            problems.append(
+                (
+                    "description_length",
+                    f"{field_name} description at {long[0]} is {long[1]} characters; "
+                    f"the limit is {limits.max_description_chars} (MAGNET_MAX_DESCRIPTION_CHARS)",
+                )
+            )
     return problems
 
 
@@ -103,8 +118,11 @@ def function_problems(spec: FunctionSpec, limits: config.Limits | None = None) -
     problems.extend(schema_problems)
     props = params.get("properties", {})
     required = params.get("required", [])
-    missing = [r for r in required if isinstance(r, str) and r not in props] \
-        if isinstance(required, list) and isinstance(props, dict) else []
+    missing = (
+        [r for r in required if isinstance(r, str) and r not in props]
+        if isinstance(required, list) and isinstance(props, dict)
+        else []
+    )
     if missing:
         problems.append(("required_subset", f"required names {missing} are not in properties"))
     if any(rule.startswith("parameters_") for rule, _ in schema_problems):
@@ -144,8 +162,9 @@ def _value_problems(pname: str, pschema: dict[str, Any]) -> list[tuple[str, str]
     if not validator.is_valid(default):
         problems.append(("default_type", f"parameter {pname!r}: default {shown(default)} does not match its type"))
     if isinstance(enum, list) and not _VALIDATOR({"enum": enum}).is_valid(default):
-        problems.append(("default_enum",
-                         f"parameter {pname!r}: default {shown(default)} is not one of its enum values"))
+        problems.append(
+            ("default_enum", f"parameter {pname!r}: default {shown(default)} is not one of its enum values")
+        )
     return problems
 
 
@@ -168,11 +187,15 @@ def validate_functions(specs: list[FunctionSpec]) -> tuple[list[FunctionSpec], l
             continue
         if spec.name in kept:
             if _schema_key(kept[spec.name]) != _schema_key(spec):
-                rejected.append(Rejection(
-                    spec.name, spec.source_file, "duplicate_name",
-                    f"{spec.source_file}: {spec.name}: duplicate name with a different schema "
-                    f"(first defined in {kept[spec.name].source_file})",
-                ))
+                rejected.append(
+                    Rejection(
+                        spec.name,
+                        spec.source_file,
+                        "duplicate_name",
+                        f"{spec.source_file}: {spec.name}: duplicate name with a different schema "
+                        f"(first defined in {kept[spec.name].source_file})",
+                    )
+                )
             continue
         kept[spec.name] = spec
     return list(kept.values()), rejected

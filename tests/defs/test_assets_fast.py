@@ -141,3 +141,24 @@ def test_bfcl_multi_turn_runs_with_the_fake_student(magnet_home, instance, store
     meta = result.get_asset_materialization_events()[0].materialization.metadata
     assert meta["dagster/row_count"].value == 1
     assert store.count("eval_results", "bfcl") == 1
+
+
+def test_a_poisoned_journal_is_quarantined_and_the_run_goes_on(magnet_home, tool_sets_dir, instance, store):
+    """A journal line DuckDB refuses (a lone surrogate an older version wrote) never blocks a run."""
+    journal = magnet_home / "llm_journal"
+    journal.mkdir(parents=True)
+    row = {"call_id": "old", "tool_set": "x", "run_id": "r", "asset": "a", "backend": "fake", "model": "m",
+           "cache_key": "k", "prompt_hash": "p", "input_tokens": 0, "output_tokens": 0, "latency_ms": 1.0,
+           "cache_hit": False, "outcome": "ok", "error": None, "created_at": "2026-01-01T00:00:00"}
+    poisoned = {"table": "llm_cache", "row": {"cache_key": "k", "backend": "fake", "model": "m",
+                                              "response": {"message": {"content": "\ud800"}}, "created_at": "2026-01-01"}}
+    (journal / "1-old.jsonl").write_text(json.dumps({"table": "llm_calls", "row": row}) + "\n" + json.dumps(poisoned)
+                                         + "\n")
+    write_tiny_bfcl_tool_set(tool_sets_dir, "tiny", ["add", "multiply"], seed=6)
+    instance.add_dynamic_partitions("tool_sets", ["tiny"])
+    result = _run(instance, "tiny", assets=[function_catalog, function_graph])
+    assert result.success
+    warnings = [e.user_message for e in instance.all_logs(result.run_id) if "quarantined to" in e.user_message]
+    assert warnings and str(journal / "quarantine" / "1-old.jsonl") in warnings[0]
+    assert store.query("SELECT count(*) AS n FROM llm_calls WHERE call_id = 'old'")[0]["n"] == 1
+    assert not list(journal.glob("*.jsonl")), "the journal was moved in, the bad line set aside"
