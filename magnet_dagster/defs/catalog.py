@@ -2,11 +2,12 @@
 
 Writes `tool_sets`, `functions`, `rejected_functions` (one transaction per partition).
 A bad function (or JSONL line) is rejected with file, name and rule; an unreadable file
-fails this partition only, with one line naming the file and the reason (the traceback
-goes to the debug log). Rerun: `dagster asset materialize --select function_catalog --partition KEY`.
+fails this partition only, with one line naming the file and the reason (the reader's
+traceback goes to the Python debug log of this module, not into the run's event log).
+Rerun: `dagster asset materialize --select function_catalog --partition KEY`.
 """
 
-import traceback
+import logging
 from collections import Counter
 
 import dagster as dg
@@ -16,6 +17,9 @@ from magnet_dagster.defs.resources import LineageStoreResource
 from magnet_dagster.tools.catalog import Catalog, load_catalog
 from magnet_dagster.tools.spec import ToolSetError
 
+#: the reader's traceback, for whoever turns this logger to DEBUG; the run shows one line
+log = logging.getLogger(__name__)
+
 
 @dg.asset(partitions_def=tool_sets, group_name="catalog", kinds={"duckdb"})
 def function_catalog(context: dg.AssetExecutionContext, lineage: LineageStoreResource) -> dg.MaterializeResult:
@@ -24,7 +28,7 @@ def function_catalog(context: dg.AssetExecutionContext, lineage: LineageStoreRes
     try:
         catalog = load_catalog(key)
     except (ToolSetError, OSError) as exc:
-        context.log.debug(traceback.format_exc())
+        log.debug("reading tool set %r failed", key, exc_info=True)
         raise dg.Failure(description=f"tool set {key!r}: {exc}") from None
     source = catalog.source
     lineage.get().replace_partition(

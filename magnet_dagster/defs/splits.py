@@ -11,7 +11,7 @@ import dagster as dg
 from magnet_dagster import config
 from magnet_dagster.defs.common import check_partitions, md_table, tool_sets
 from magnet_dagster.defs.resources import LineageStoreResource
-from magnet_dagster.store.counts import stage_counts, stage_yields
+from magnet_dagster.store.counts import stage_counts
 from magnet_dagster.store.loaders import load_options, load_specs
 from magnet_dagster.synthesis.export import ExportOutcome, export_partition, exported_problems, read_jsonl
 from magnet_dagster.synthesis.splits import SPLITS, SplitSettings, leaked_paths, split_rows
@@ -22,30 +22,28 @@ def training_splits(context: dg.AssetExecutionContext, lineage: LineageStoreReso
     """Train / validation / test by path, and the files a trainer loads."""
     key, store = context.partition_key, lineage.get()
     options = load_options(store, key)
-    rows, kept, duplicates = split_rows(
+    assignment = split_rows(
         store.rows("trajectories", key, "trajectory_id"),
         SplitSettings(options.split_fractions, options.seed),
         key,
         context.run.run_id,
     )
-    store.replace_partition(key, {"splits": rows})
-    counts = stage_counts(store, key)
+    store.replace_partition(key, {"splits": assignment.rows})
     outcome = export_partition(
         config.exports_dir(key),
         key,
-        kept,
-        {r["trajectory_id"]: r["split"] for r in rows},
+        assignment,
         store.rows("preference_pairs", key, "pair_id"),
         store.rows("paths", key),
-        counts | {"duplicates_removed": duplicates},
-        stage_yields(counts),
+        stage_counts(store, key),
     )
+    rows = assignment.rows
     per_split = {s: sum(1 for r in rows if r["split"] == s) for s in SPLITS}
     context.log.info(
         f"{key}: {len(outcome.sft)} SFT rows {per_split}, {len(outcome.preference)} preference rows "
         f"-> {outcome.directory}"
     )
-    return dg.MaterializeResult(metadata=splits_metadata(outcome, rows, per_split, duplicates))
+    return dg.MaterializeResult(metadata=splits_metadata(outcome, rows, per_split, assignment.duplicates))
 
 
 def splits_metadata(outcome: ExportOutcome, rows: list[dict], per_split: dict[str, int], duplicates: int) -> dict:

@@ -169,12 +169,20 @@ async def judge_graph(
     return GraphJudgement(edges, sum(len(cs) for cs in candidates.values()), batch)
 
 
+@dataclass
+class NestedJudgement:
+    """Which (source, target) pairs the teacher judged nested, and the call that judged each pair."""
+
+    nested: set[tuple[str, str]]
+    call_ids: dict[tuple[str, str], str]
+    batch: dict[str, int] = field(default_factory=dict)
+
+
 async def judge_nested(
     client: LLMClient, specs: dict[str, FunctionSpec], pairs: list[tuple[str, str]], prefetch: Prefetch | None = None
-) -> tuple[set[tuple[str, str]], dict[tuple[str, str], str], dict[str, int]]:
-    """(pairs judged nested, the judging call of every pair, batch counts)."""
+) -> NestedJudgement:
     requests = [nested_request(specs[s], specs[t]) for s, t in pairs]
     batch = await prefetch(requests) if prefetch else {}
     replies = await asyncio.gather(*(client.chat(r) for r in requests))
     nested = {p for p, r in zip(pairs, replies) if r.ok and parse_nested(r.json())}
-    return nested, {p: r.call_id for p, r in zip(pairs, replies)}, batch
+    return NestedJudgement(nested, {p: r.call_id for p, r in zip(pairs, replies)}, batch)

@@ -82,20 +82,20 @@ async def synthesize_paths(
         merge(initial_path(w), options.merge_p, random.Random(f"{options.seed}:merge:{i}")) for i, w in enumerate(found)
     ]
     pairs = insert_candidates(graph, merged)
-    nested, judge_ids, batch = await judge_nested(client, specs, pairs, prefetch)
+    judged = await judge_nested(client, specs, pairs, prefetch)
     required = {n: s.required for n, s in specs.items()}
     function_ids = {n: s.function_id(tool_set) for n, s in specs.items()}
-    nested_targets = nested_index(nested)
+    nested_targets = nested_index(judged.nested)
     rows, paths = [], []
     for i, (walk, path) in enumerate(zip(found, merged)):
         path = insert(path, nested_targets, options.insert_p, random.Random(f"{options.seed}:insert:{i}"))
         path = split(path, options.split_p, random.Random(f"{options.seed}:split:{i}"), required)
         edge_ids = [graph.edges[a, b]["edge_id"] for a, b in itertools.pairwise(walk)]
-        judged = [judge_ids[p] for t in path.turns for p in t.nested if p in judge_ids]
+        call_ids = [judged.call_ids[p] for t in path.turns for p in t.nested if p in judged.call_ids]
         paths.append(path)
-        rows.append(path.as_row(tool_set, run_id, stable_id(tool_set, i, walk), function_ids, edge_ids, judged))
+        rows.append(path.as_row(tool_set, run_id, stable_id(tool_set, i, walk), function_ids, edge_ids, call_ids))
     counts = shape_counts(options.mix, len(paths), len(specs))
     for i, path in enumerate(single_turn_paths(counts, required, random.Random(f"{options.seed}:shapes"))):
         paths.append(path)
         rows.append(path.as_row(tool_set, run_id, stable_id(tool_set, path.shape, i, path.walk), function_ids, [], []))
-    return PathsOutcome(rows, paths, graph, len(nested), len(pairs), batch)
+    return PathsOutcome(rows, paths, graph, len(judged.nested), len(pairs), judged.batch)

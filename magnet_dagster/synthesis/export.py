@@ -22,7 +22,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from magnet_dagster.graph.paths import MULTI_TURN, SignaturePath, operation_mix
+from magnet_dagster.store.counts import stage_yields
 from magnet_dagster.synthesis.distillation import contains_hint
+from magnet_dagster.synthesis.splits import SplitAssignment
 from magnet_dagster.tools.messages import announced_tools
 from magnet_dagster.tools.spec import FunctionSpec
 
@@ -175,14 +177,16 @@ class ExportOutcome:
 def export_partition(
     directory: Path,
     tool_set: str,
-    kept: list[dict[str, Any]],
-    split_of: dict[str, str],
+    assignment: SplitAssignment,
     pairs: list[dict[str, Any]],
     path_rows: list[dict[str, Any]],
     counts: dict[str, Any],
-    yields: dict[str, Any],
 ) -> ExportOutcome:
-    """Write the SFT and preference files (JSONL, and Parquet when not empty) and the dataset card."""
+    """Write the SFT and preference files (JSONL, and Parquet when not empty) and the dataset card;
+    `counts` are the partition's stage counts (`store.counts`)."""
+    kept, split_of = assignment.kept, {r["trajectory_id"]: r["split"] for r in assignment.rows}
+    yields = stage_yields(counts)
+    counts = counts | {"duplicates_removed": assignment.duplicates}
     sft = [sft_row(t, split_of[t["trajectory_id"]]) for t in kept]
     tools_of = {t["trajectory_id"]: t["tools"] for t in kept}
     pref = [

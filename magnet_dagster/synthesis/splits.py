@@ -71,10 +71,17 @@ def leaked_paths(assignments: list[dict[str, Any]]) -> list[str]:
     return sorted(p for p, s in seen.items() if len(s) > 1)
 
 
+@dataclass
+class SplitAssignment:
+    rows: list[dict[str, Any]]  # `splits` rows
+    kept: list[dict[str, Any]]  # the trajectories left after dedup
+    duplicates: int
+
+
 def split_rows(
     trajectories: list[dict[str, Any]], settings: SplitSettings, tool_set: str, run_id: str
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
-    """(`splits` rows, the kept trajectories, duplicates removed): dedup first, then split by path."""
+) -> SplitAssignment:
+    """Dedup first, then split by path (never by turn)."""
     kept, duplicates = deduplicate(trajectories)
     assignment = assign_splits([t["path_id"] for t in kept], settings)
     rows = [
@@ -87,4 +94,4 @@ def split_rows(
         }
         for t in kept
     ]
-    return rows, kept, duplicates
+    return SplitAssignment(rows, kept, duplicates)
