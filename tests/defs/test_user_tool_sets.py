@@ -31,7 +31,9 @@ def test_example_tool_set_reaches_every_stage(magnet_home, tool_sets_dir, exampl
     folder = tool_sets_dir / key
     folder.mkdir()
     shutil.copy(ROOT / "examples" / "tool_sets" / example, folder / example)
-    (folder / "toolset.yaml").write_text(OPTIONS)
+    # inside a folder, a Python file is imported only as a `python:` target
+    targets = f"python: [{example}]\n" if example.endswith(".py") else ""
+    (folder / "toolset.yaml").write_text(targets + OPTIONS)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("tool_sets", [key])
         result = defs.resolve_job_def(magnet_pipeline.name).execute_in_process(instance=instance, partition_key=key)
