@@ -166,3 +166,7 @@ ALTER TABLE eval_results ADD COLUMN IF NOT EXISTS state_match BOOLEAN;    -- fre
 ALTER TABLE functions ADD COLUMN IF NOT EXISTS origin JSON;            -- names in the source format (ToolBench)
 ALTER TABLE paths ADD COLUMN IF NOT EXISTS shape VARCHAR DEFAULT 'multi_turn'; -- multi_turn / single / parallel / multiple / irrelevance
 ALTER TABLE turns ADD COLUMN IF NOT EXISTS simulated BOOLEAN;             -- some output was written by the teacher, not run
+ALTER TABLE graph_edges ADD COLUMN IF NOT EXISTS mapping JSON;          -- {target parameter: source output field}
+ALTER TABLE turns ADD COLUMN IF NOT EXISTS step_sizes INTEGER[];         -- calls per assistant step (dependent calls step by step)
+ALTER TABLE turns ADD COLUMN IF NOT EXISTS missing VARCHAR[];            -- miss_params: the parameter the query leaves out
+ALTER TABLE trajectories ADD COLUMN IF NOT EXISTS turn_meta JSON;        -- per user turn: kind, missing, functions, holdout

@@ -3,8 +3,10 @@
 It follows the request's structure, not a prompt's wording: with a response schema it
 answers JSON that fits the schema; with tools and no schema it calls the first offered tool.
 Values come from the literals of the latest message (numbers and quoted strings, in order),
-as a copying model would; `query` strings echo the latest message's tail; enum choices
-and booleans are seeded by a hash of the request, so answers vary but reruns repeat.
+as a copying model would; `query` strings echo the latest message's last lines; a `content` string
+reports the latest tool result when the turn has one, else asks for the latest message's
+`code`-quoted name; enum choices and booleans are seeded by a hash of the request, so
+answers vary but reruns repeat.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from magnet_dagster.llm.client import LLMRequest, RawReply
 
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])")
 _QUOTED = re.compile(r'"([^"\\]{1,60})"')
+_CODE = re.compile(r"`([A-Za-z_][\w.]{0,60})`")
 TAIL = 400
 
 
@@ -47,6 +50,8 @@ class SchemaFollowingFake:
         seed = hashlib.sha256(json.dumps(request.canonical(), sort_keys=True, default=str).encode()).digest()
         if request.response_schema is not None:
             value = _fill(request.response_schema, last, _Literals.of(last), seed, None)
+            if isinstance(value, dict) and "content" in value:
+                value["content"] = _content(request.messages)
             return RawReply({"role": "assistant", "content": json.dumps(value)}, 40, 12)
         if request.tools:
             tool = request.tools[0]["function"]
@@ -57,6 +62,18 @@ class SchemaFollowingFake:
 
     async def aclose(self) -> None:
         return None
+
+
+def _content(messages: Any) -> str:
+    """Report the turn's latest tool result, or ask for the name the latest message quotes."""
+    turn: list[dict[str, Any]] = []
+    for m in messages:
+        turn = [] if m["role"] == "user" else [*turn, m]
+    results = [m for m in turn if m["role"] == "tool"]
+    if results:
+        return f"Here is what I found: {results[-1]['content']}"
+    names = _CODE.findall(_text(messages[-1]))
+    return f"Could you tell me the {names[0]}?" if names else "Could you tell me which value to use?"
 
 
 def _text(message: dict[str, Any]) -> str:
@@ -104,8 +121,10 @@ def _fill(schema: dict[str, Any], text: str, lits: _Literals, seed: bytes, key: 
     if kind == "boolean":
         return _pick([True, False], seed, key or "")
     if kind == "string":
-        if key == "query":
-            return " ".join(text[-300:].split()) or "Please help me with this request."
+        if key == "query":  # the latest message's last two lines, within the schema's length
+            lines = [line for line in text.splitlines() if line.strip()][-2:]
+            echo = " ".join(" ".join(lines).split())[-int(schema.get("maxLength", 300)):]
+            return echo if len(echo) >= schema.get("minLength", 0) else "Please help me with this request."
         if key in ("reason", "content") or not lits.strings:
             return "Could you tell me which value to use?" if key != "reason" else "fits"
         return lits.strings.pop(0)

@@ -20,7 +20,7 @@ from magnet_dagster.defs.common import (
 )
 from magnet_dagster.defs.resources import LineageStoreResource, LLMResource
 from magnet_dagster.evaluation.contamination import partition_findings
-from magnet_dagster.store.loaders import load_executor, load_options, load_specs
+from magnet_dagster.store.loaders import load_executor, load_partition
 from magnet_dagster.synthesis.translation import TranslationOutcome, translate_paths
 from magnet_dagster.tools.executors import ExecutorFactory
 
@@ -31,23 +31,16 @@ def queries(
 ) -> dg.MaterializeResult:
     """User queries with executable, grounded reference calls for each kept path."""
     key, store = context.partition_key, lineage.get()
-    options, specs, executor = load_options(store, key), load_specs(store, key), load_executor(store, key)
+    partition, executor = load_partition(store, key, context.run.run_id), load_executor(store, key)
     path_rows = store.rows("paths", key, "path_id")
     progress = Progress(context, len(path_rows), "paths translated")
     outcome, llm_meta = run_with_llm(
         context,
         teacher.client(store, context),
         lambda client: translate_paths(
-            client,
-            path_rows,
-            specs,
-            ExecutorFactory(executor, specs, client),
-            options,
-            key,
-            context.run.run_id,
-            tick=progress.tick,
+            client, path_rows, partition, ExecutorFactory(executor, partition.specs, client), tick=progress.tick
         ),
-        options.max_llm_failure_rate,
+        partition.options.max_llm_failure_rate,
     )
     store.replace_partition(
         key, {"turns": outcome.turn_rows, "path_rejections": outcome.rejection_rows}, stage="queries"

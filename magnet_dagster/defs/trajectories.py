@@ -11,7 +11,7 @@ import dagster as dg
 
 from magnet_dagster.defs.common import Progress, check_partitions, counts_table, md_table, run_with_llm, tool_sets
 from magnet_dagster.defs.resources import LineageStoreResource, LLMResource
-from magnet_dagster.store.loaders import load_options, load_specs, load_turns_by_path
+from magnet_dagster.store.loaders import load_options, load_partition, load_turns_by_path
 from magnet_dagster.synthesis.distillation import DistillationOutcome, distill_paths
 
 
@@ -21,15 +21,13 @@ def trajectories(
 ) -> dg.MaterializeResult:
     """Positive multi-turn conversations, and turn-level preference pairs from wrong hints."""
     key, store = context.partition_key, lineage.get()
-    options, specs, by_path = load_options(store, key), load_specs(store, key), load_turns_by_path(store, key)
+    partition, by_path = load_partition(store, key, context.run.run_id), load_turns_by_path(store, key)
     progress = Progress(context, len(by_path), "paths distilled")
     outcome, llm_meta = run_with_llm(
         context,
         teacher.client(store, context),
-        lambda client: distill_paths(
-            client, by_path, specs, key, context.run.run_id, options.seed, options.negatives, tick=progress.tick
-        ),
-        options.max_llm_failure_rate,
+        lambda client: distill_paths(client, by_path, partition, tick=progress.tick),
+        partition.options.max_llm_failure_rate,
     )
     store.replace_partition(
         key,

@@ -2,7 +2,9 @@
 
 Prompts and structured-output schemas are built here and replies parsed here, so the
 asset only sends requests. One request judges all candidates of one source function,
-so graph building costs about one LLM call per function, not one per pair.
+so graph building costs about one LLM call per function, not one per pair. The same
+request asks, for each data edge, which output field of the source feeds which parameter
+of the candidate (the edge's `mapping`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from magnet_dagster.graph.candidates import candidate_pairs
+from magnet_dagster.graph.function_graph import DATA_RELATIONS, feeding_sources
 from magnet_dagster.llm.client import LLMClient, LLMRequest
 from magnet_dagster.tools.spec import FunctionSpec, stable_id
 
@@ -33,7 +36,9 @@ For each candidate below, decide the relation from the source to the candidate:
 Candidates:
 {candidates}
 
-Answer with a JSON object keyed by candidate name, each with "relation" and a short "reason"."""
+Answer with a JSON object keyed by candidate name, each with "relation", a short "reason" and
+"mapping": for "full" or "partial", which output field of the source gives each candidate
+parameter it feeds, as {{"parameter": "output field"}} ("$" for the whole output); otherwise {{}}."""
 
 NESTED_PROMPT = """Function A:
 {source}
@@ -55,20 +60,44 @@ def describe(spec: FunctionSpec) -> str:
     )
 
 
+#: structured-output budget: the object, then per candidate its verdict, then per parameter a mapping entry
+EDGE_TOKENS_BASE, EDGE_TOKENS_PER_CANDIDATE, EDGE_TOKENS_PER_PARAMETER = 64, 64, 12
+
+
+def mapping_schema(source: FunctionSpec, candidate: FunctionSpec) -> dict[str, Any]:
+    """`{candidate parameter: source output field}`: keys limited to the candidate's parameters
+    that some output field of the source can feed, each value to those fields (top-level
+    fields of the source's `returns` whose type fits; `$`, the whole output, when it has none)."""
+    properties = {}
+    for name, schema in candidate.properties.items():
+        sources = feeding_sources(source.returns, schema)
+        if sources:
+            properties[name] = {"type": "string", "enum": sources}
+    return {"type": "object", "properties": properties, "additionalProperties": False}
+
+
 def edge_request(source: FunctionSpec, candidates: list[FunctionSpec]) -> LLMRequest:
+    """One request judging all of `source`'s candidates: relation, reason and parameter mapping each."""
+    mappings = {c.name: mapping_schema(source, c) for c in candidates}
     item = {
-        "type": "object",
-        "properties": {
-            "relation": {"type": "string", "enum": list(RELATIONS)},
-            "reason": {"type": "string", "maxLength": 160},
-        },
-        "required": ["relation", "reason"],
+        "relation": {"type": "string", "enum": list(RELATIONS)},
+        "reason": {"type": "string", "maxLength": 160},
     }
     schema = {
         "type": "object",
-        "properties": {c.name: item for c in candidates},
-        "required": [c.name for c in candidates],
+        "properties": {
+            name: {
+                "type": "object",
+                "properties": {**item, "mapping": mapping},
+                "required": ["relation", "reason", "mapping"],
+            }
+            for name, mapping in mappings.items()
+        },
+        "required": list(mappings),
     }
+    budget = EDGE_TOKENS_BASE + sum(
+        EDGE_TOKENS_PER_CANDIDATE + EDGE_TOKENS_PER_PARAMETER * len(m["properties"]) for m in mappings.values()
+    )
     return LLMRequest(
         messages=[
             {
@@ -79,7 +108,7 @@ def edge_request(source: FunctionSpec, candidates: list[FunctionSpec]) -> LLMReq
             }
         ],
         response_schema=schema,
-        max_tokens=64 + 64 * len(candidates),
+        max_tokens=budget,
     )
 
 
@@ -89,17 +118,44 @@ class EdgeVerdict:
     target: str
     relation: str
     reason: str
+    #: {target parameter: source output field}; empty unless the relation passes data
+    mapping: dict[str, str] = field(default_factory=dict)
 
 
-def parse_edges(source: str, candidates: list[str], reply: Any) -> list[EdgeVerdict]:
-    """Verdicts for the candidates the reply covers with a known relation; the rest are dropped."""
+def parse_mapping(value: Any, source: FunctionSpec, candidate: FunctionSpec) -> dict[str, str]:
+    """The entries of a judged mapping that name a parameter of `candidate` and an output field of
+    `source` that can feed it (as `mapping_schema` offers them); the rest are dropped."""
+    if not isinstance(value, dict):
+        return {}
+    params = candidate.properties
+    out = {}
+    for key, field_name in value.items():
+        if (
+            isinstance(key, str)
+            and key in params
+            and isinstance(field_name, str)
+            and field_name.strip() in feeding_sources(source.returns, params[key])
+        ):
+            out[key] = field_name.strip()
+    return out
+
+
+def parse_edges(source: FunctionSpec, candidates: Sequence[FunctionSpec], reply: Any) -> list[EdgeVerdict]:
+    """Verdicts for the candidates the reply covers with a known relation; the rest are dropped.
+
+    A `full` / `partial` verdict keeps the mapping entries whose key is a parameter of the
+    candidate and whose value is a top-level output field of the source (`$` when the output
+    has no fields) of a fitting type; other relations carry no mapping.
+    """
     if not isinstance(reply, dict):
         return []
     out = []
-    for name in candidates:
-        entry = reply.get(name)
+    for candidate in candidates:
+        entry = reply.get(candidate.name)
         if isinstance(entry, dict) and entry.get("relation") in RELATIONS:
-            out.append(EdgeVerdict(source, name, entry["relation"], str(entry.get("reason", ""))[:300]))
+            relation = entry["relation"]
+            mapping = parse_mapping(entry.get("mapping"), source, candidate) if relation in DATA_RELATIONS else {}
+            out.append(EdgeVerdict(source.name, candidate.name, relation, str(entry.get("reason", ""))[:300], mapping))
     return out
 
 
@@ -122,7 +178,8 @@ def parse_nested(reply: Any) -> bool:
 
 @dataclass
 class GraphJudgement:
-    """Every judged pair as a `graph_edges` row (plus `source` / `target` names for the graph)."""
+    """Every judged pair as a `graph_edges` row (plus `source` / `target` names for the graph);
+    `mapping` is `{target parameter: source output field}` (`{}` for none / prerequisite)."""
 
     edges: list[dict[str, Any]]
     candidate_pairs: int
@@ -159,10 +216,13 @@ async def judge_graph(
                 "target": v.target,
                 "relation": v.relation,
                 "reason": v.reason,
+                "mapping": v.mapping,
                 "score": scores[v.target],
                 "llm_call_id": reply.call_id,
             }
-            for v in parse_edges(source, list(scores), reply.json() if reply.ok else None)
+            for v in parse_edges(
+                specs[source], [specs[c.target] for c in candidates[source]], reply.json() if reply.ok else None
+            )
         ]
 
     edges = [e for found in await asyncio.gather(*(one(s) for s in candidates)) for e in found]

@@ -8,7 +8,7 @@ reproducible from its seed.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -29,6 +29,8 @@ class Turn:
     those name in `target` the functions of the turn they stand before. An `irrelevant`
     turn asks for `target`, which the assistant is never offered. `nested` lists
     (source, inserted) pairs whose inserted call takes its arguments from the source's output.
+    A `miss_params` turn names in `missing` the required parameter its query leaves out (one
+    that nothing earlier in the conversation could supply); the next turn's user gives it.
     """
 
     functions: tuple[str, ...]
@@ -36,6 +38,7 @@ class Turn:
     target: tuple[str, ...] = ()
     nested: tuple[tuple[str, str], ...] = ()
     operations: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,6 +51,7 @@ class Turn:
             target=tuple(d.get("target", ())),
             nested=tuple(tuple(p) for p in d.get("nested", ())),
             operations=tuple(d.get("operations", ())),
+            missing=tuple(d.get("missing", ())),
         )
 
 
@@ -186,22 +190,66 @@ def insert(path: SignaturePath, nested: dict[str, list[str]], p: float, rng: ran
     return replace(path, turns=tuple(turns), operations=tuple(ops))
 
 
-def split(path: SignaturePath, p: float, rng: random.Random, required: dict[str, list[str]]) -> SignaturePath:
+def inferable_parameters(
+    function: str,
+    earlier: Iterable[str],
+    mappings: Mapping[tuple[str, str], Mapping[str, str]],
+    returns_fields: Mapping[str, Iterable[str]],
+) -> set[str]:
+    """Parameters of `function` that earlier outputs can supply: those an edge mapping from an
+    `earlier` function feeds, and those named like a top-level field an earlier function returns."""
+    known: set[str] = set()
+    for source in earlier:
+        known.update(mappings.get((source, function), {}))
+        known.update(returns_fields.get(source, ()))
+    return known
+
+
+def split(
+    path: SignaturePath,
+    p: float,
+    rng: random.Random,
+    required: Mapping[str, Sequence[str]],
+    *,
+    mappings: Mapping[tuple[str, str], Mapping[str, str]] | None = None,
+    returns_fields: Mapping[str, Iterable[str]] | None = None,
+) -> SignaturePath:
     """With probability `p`, put an empty `miss_func` or `miss_params` turn before a call turn.
 
-    `miss_params` needs a function with a required parameter to leave out; the assistant
-    must ask for it, and the next user turn supplies it.
+    As BFCL defines it, Split stands only before a call turn of exactly one function with
+    no nested calls, so the next turn's reference is that function's call (`target`).
+    `miss_func`: the function is held out until that turn (only when no earlier turn used it).
+    `miss_params`: the query leaves out one required parameter (`missing`) that cannot be
+    inferred: no edge mapping (`mappings`, (source, target) -> {parameter: output field})
+    from a function of an earlier turn feeds it, and no earlier function returns a top-level
+    field of its name (`returns_fields`, function -> field names). The assistant must ask;
+    the next user turn gives just that value. A turn where neither fits is never chosen;
+    with no such turn the path is returned unchanged.
     """
-    candidates = [i for i, t in enumerate(path.turns) if t.kind == CALL and not t.nested]
-    if not candidates or rng.random() >= p:
+    mappings = mappings or {}
+    returns_fields = returns_fields or {}
+    options: list[tuple[int, list[str], list[str]]] = []  # (turn index, kinds, missing candidates)
+    for i, turn in enumerate(path.turns):
+        if turn.kind != CALL or len(turn.functions) != 1 or turn.nested:
+            continue
+        function = turn.functions[0]
+        earlier = [f for t in path.turns[:i] for f in t.functions]
+        known = inferable_parameters(function, earlier, mappings, returns_fields)
+        missing = [r for r in required.get(function, ()) if r not in known]
+        kinds = ([MISS_FUNC] if function not in earlier else []) + ([MISS_PARAMS] if missing else [])
+        if kinds:
+            options.append((i, kinds, missing))
+    if not options or rng.random() >= p:
         return path
-    i = rng.choice(candidates)
-    turn = path.turns[i]
-    with_params = [f for f in turn.functions if required.get(f)]
-    kinds = [MISS_FUNC] + ([MISS_PARAMS] if with_params else [])
+    i, kinds, missing = rng.choice(options)
     kind = rng.choice(kinds)
-    target = (rng.choice(with_params),) if kind == MISS_PARAMS else (rng.choice(turn.functions),)
-    empty = Turn((), kind=kind, target=target, operations=(f"split_{kind}",))
+    empty = Turn(
+        (),
+        kind=kind,
+        target=path.turns[i].functions,
+        operations=(f"split_{kind}",),
+        missing=(rng.choice(missing),) if kind == MISS_PARAMS else (),
+    )
     turns = list(path.turns)
     turns.insert(i, empty)
     return replace(path, turns=tuple(turns), operations=path.operations + (f"split_{kind}",))

@@ -3,7 +3,8 @@ then the single-turn shapes of the tool set's mix.
 
 Seeded throughout, so a rerun gives the same paths; the nested-call judge runs only where
 Insert could use it (data edges out of a turn's last function, to a function the path does
-not use yet).
+not use yet). Split's `miss_params` leaves out only a parameter that the edges' parameter
+mappings and the earlier functions' outputs cannot supply.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import networkx as nx
 
-from magnet_dagster.graph.function_graph import build_graph
+from magnet_dagster.graph.function_graph import build_graph, edge_mappings, output_fields
 from magnet_dagster.graph.judge import Prefetch, judge_nested
 from magnet_dagster.graph.paths import (
     SignaturePath,
@@ -84,12 +85,21 @@ async def synthesize_paths(
     pairs = insert_candidates(graph, merged)
     judged = await judge_nested(client, specs, pairs, prefetch)
     required = {n: s.required for n, s in specs.items()}
+    mappings = edge_mappings(edges)
+    returns_fields = {n: set(output_fields(s.returns)) for n, s in specs.items()}
     function_ids = {n: s.function_id(tool_set) for n, s in specs.items()}
     nested_targets = nested_index(judged.nested)
     rows, paths = [], []
     for i, (walk, path) in enumerate(zip(found, merged)):
         path = insert(path, nested_targets, options.insert_p, random.Random(f"{options.seed}:insert:{i}"))
-        path = split(path, options.split_p, random.Random(f"{options.seed}:split:{i}"), required)
+        path = split(
+            path,
+            options.split_p,
+            random.Random(f"{options.seed}:split:{i}"),
+            required,
+            mappings=mappings,
+            returns_fields=returns_fields,
+        )
         edge_ids = [graph.edges[a, b]["edge_id"] for a, b in itertools.pairwise(walk)]
         call_ids = [judged.call_ids[p] for t in path.turns for p in t.nested if p in judged.call_ids]
         paths.append(path)

@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from magnet_dagster.graph.function_graph import edge_mappings
 from magnet_dagster.store.lineage import LineageStore
 from magnet_dagster.synthesis.options import SynthesisOptions
+from magnet_dagster.synthesis.results import Partition
 from magnet_dagster.tools.spec import FunctionSpec
 
 EDGES_WITH_NAMES = """
-SELECT e.edge_id, e.relation, e.reason, s.name AS source, t.name AS target
+SELECT e.edge_id, e.relation, e.reason, coalesce(e.mapping, '{}'::JSON) AS mapping, s.name AS source, t.name AS target
 FROM graph_edges e
 JOIN functions s ON s.tool_set = e.tool_set AND s.function_id = e.source_id
 JOIN functions t ON t.tool_set = e.tool_set AND t.function_id = e.target_id
@@ -22,6 +24,7 @@ WHERE e.tool_set = ?
 ORDER BY e.edge_id
 """
 
+#: `t.*` carries `turn_meta` (per user turn: kind, missing, functions, holdout); NULL on older rows
 TEST_SPLIT_SQL = """
 SELECT t.*, list_append(p.operations, coalesce(p.shape, 'multi_turn')) AS operations FROM trajectories t
 JOIN splits s ON s.tool_set = t.tool_set AND s.trajectory_id = t.trajectory_id
@@ -56,7 +59,7 @@ def load_specs(store: LineageStore, tool_set: str) -> dict[str, FunctionSpec]:
 
 
 def load_edges(store: LineageStore, tool_set: str) -> list[dict[str, Any]]:
-    """Judged pairs with source and target names, for `build_graph`."""
+    """Judged pairs with source and target names and parameter `mapping`, for `build_graph` / `edge_mappings`."""
     return store.query(EDGES_WITH_NAMES, [tool_set])
 
 
@@ -68,5 +71,20 @@ def load_turns_by_path(store: LineageStore, tool_set: str) -> dict[str, list[dic
 
 
 def load_test_split(store: LineageStore, tool_set: str) -> list[dict[str, Any]]:
-    """Test trajectories, each with its path's operations and shape (for breakdowns)."""
-    return store.query(TEST_SPLIT_SQL, [tool_set])
+    """Test trajectories, each with its path's operations and shape (for breakdowns) and its
+    `turn_meta` (None for rows stored before it existed: evaluation then scores as before)."""
+    rows = store.query(TEST_SPLIT_SQL, [tool_set])
+    for row in rows:
+        row.setdefault("turn_meta", None)
+    return rows
+
+
+def load_partition(store: LineageStore, tool_set: str, run_id: str) -> Partition:
+    """The catalog, options and the graph's parameter mappings of one tool set, for a stage run."""
+    return Partition(
+        tool_set,
+        run_id,
+        load_specs(store, tool_set),
+        load_options(store, tool_set),
+        edge_mappings(load_edges(store, tool_set)),
+    )

@@ -10,10 +10,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from magnet_dagster.synthesis.options import SynthesisOptions
 from magnet_dagster.tools.calls import ToolCall
-from magnet_dagster.tools.spec import stable_id
+from magnet_dagster.tools.spec import FunctionSpec, stable_id
 
 QUERIES, TRAJECTORIES = "queries", "trajectories"
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One tool set's run, as the translation and distillation stages see it."""
+
+    tool_set: str
+    run_id: str
+    specs: dict[str, FunctionSpec]
+    options: SynthesisOptions
+    #: (source, target) function names -> {target parameter: source output field}, from the graph
+    mappings: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,22 @@ class TurnResult:
     attempts: int = 1
     llm_call_ids: list[str] = field(default_factory=list)
     simulated: bool = False
+    #: calls per assistant step, in order (`calls` is their concatenation): a call that needs an
+    #: earlier call's output is its own step, after that output; independent calls share a step
+    step_sizes: list[int] = field(default_factory=list)
+    #: `miss_params`: the parameter the query leaves out (the assistant must ask for it)
+    missing: tuple[str, ...] = ()
+    #: `miss_params`: the left-out value, for the next turn's user to give (not stored)
+    pending: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def steps(self) -> list[tuple[list[ToolCall], list[Any]]]:
+        """(calls, outputs) of each assistant step; one step when sizes were not recorded."""
+        sizes = self.step_sizes or ([len(self.calls)] if self.calls else [])
+        out, start = [], 0
+        for size in sizes:
+            out.append((self.calls[start : start + size], self.outputs[start : start + size]))
+            start += size
+        return out
 
     def as_row(self, tool_set: str, run_id: str, path_id: str, function_ids: dict[str, str]) -> dict[str, Any]:
         """The `turns` row; `function_ids` maps names to the catalog's ids."""
@@ -69,6 +98,8 @@ class TurnResult:
             "attempts": self.attempts,
             "llm_call_ids": self.llm_call_ids,
             "simulated": self.simulated,
+            "step_sizes": self.step_sizes,
+            "missing": list(self.missing),
         }
 
     @classmethod
@@ -85,4 +116,6 @@ class TurnResult:
             attempts=row.get("attempts") or 1,
             llm_call_ids=row.get("llm_call_ids") or [],
             simulated=bool(row.get("simulated")),
+            step_sizes=list(row.get("step_sizes") or []),
+            missing=tuple(row.get("missing") or ()),
         )

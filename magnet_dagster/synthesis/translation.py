@@ -1,9 +1,14 @@
 """Back-and-forth translation: signatures -> user query -> reference calls, turn by turn.
 
 Back-translation writes the user's query from the turn's function signatures (with the
-conversation so far and earlier outputs); forward translation turns the query back into
-calls, which are validated, executed and checked for grounding. A turn that fails is
-regenerated a bounded number of times; then the path is dropped with its reason.
+conversation so far, earlier outputs and values the teacher proposes); forward translation
+turns the query back into calls, step by step: a call that needs an earlier call's output is
+translated after that call has run, with the output in view (`dependencies`). Calls are
+validated, checked to take mapped arguments from the real outputs, grounded and executed.
+A turn that fails is regenerated a bounded number of times; then the path is dropped with its
+reason. Split turns follow BFCL: a `miss_params` query leaves one value out and the next user
+turn gives just that value; after a `miss_func` turn the held-out function arrives with BFCL's
+own user message and the earlier request is served.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import asyncio
 import json
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,35 +26,49 @@ import jsonschema
 from magnet_dagster.graph.judge import describe
 from magnet_dagster.graph.paths import CALL, IRRELEVANT, MISS_FUNC, MISS_PARAMS, SignaturePath, Turn, distractor_count
 from magnet_dagster.llm.client import LLMClient, LLMRequest
+from magnet_dagster.synthesis.dependencies import (
+    Mappings,
+    call_steps,
+    dependencies,
+    dependency_problem,
+    leaked_values,
+)
 from magnet_dagster.synthesis.options import SynthesisOptions
-from magnet_dagster.synthesis.results import QUERIES, PathRejection, TurnResult
+from magnet_dagster.synthesis.results import QUERIES, Partition, PathRejection, TurnResult
+from magnet_dagster.synthesis.values import suggest_values
 from magnet_dagster.tools.calls import ToolCall, calls_mismatch
 from magnet_dagster.tools.executors import Executor, ExecutorFactory, conversation_seed
+from magnet_dagster.tools.messages import ADDITIONAL_FUNCTIONS_PROMPT
 from magnet_dagster.tools.spec import FunctionSpec
 
 BACK_PROMPT = """Turn each task into a user's request to an assistant that states every value.
 Never name functions; refer to earlier results indirectly ("that ticket", "the result").
 Task: Multiply two numbers. Values: a=6, b=9
 Request: {{"query": "Multiply 6 and 9 for me."}}
-Task: Look up a user by name, then send them a message. Values: name="Ana", text="See you at 5"
-Request: {{"query": "Find the user named Ana and send her 'See you at 5'."}}
+Task: Send a message to a user's manager. Values: user="Ana Lima", text="See you at 5"
+Request: {{"query": "Tell Ana Lima's manager 'See you at 5'."}}
 {context}Task: {task} Values: {values}
 Request:"""
 
 MISS_PARAMS_PROMPT = """Write the next message a user sends to an AI assistant. The user wants
-this function's job done but forgets to give the value of `{param}`:
+this function's job done and gives these values: {values}
+but forgets to say what `{param}` should be:
 {function}
 Conversation so far:
 {history}
-Rules: do not name the function; one sentence; do not mention {param} or its value.
+Rules: do not name the function; one sentence; do not mention {param} or any value for it.
 Answer with JSON {{"query": "..."}}."""
 
 MISS_FUNC_PROMPT = """Write the next message a user sends to an AI assistant, asking for this
-job to be done (the assistant will turn out not to have the tool for it):
+job to be done with these values: {values}
 {function}
 Conversation so far:
 {history}
 Rules: do not name the function; one sentence. Answer with JSON {{"query": "..."}}."""
+
+VALUE_PROMPT = """The assistant asked the user for `{param}` ({description}). Write the user's
+short reply that gives just this value and nothing else: {value}
+Answer with JSON {{"query": "..."}}."""
 
 FORWARD_PROMPT = """You translate a user's request into function calls.
 Functions to use:
@@ -65,6 +84,11 @@ the earlier results. Answer with JSON {{"calls": [{{"name": ..., "arguments": {{
 QUERY_SCHEMA = {
     "type": "object",
     "properties": {"query": {"type": "string", "minLength": 8, "maxLength": 400}},
+    "required": ["query"],
+}
+VALUE_REPLY_SCHEMA = {
+    "type": "object",
+    "properties": {"query": {"type": "string", "minLength": 1, "maxLength": 120}},
     "required": ["query"],
 }
 
@@ -144,37 +168,17 @@ class TranslationSettings:
     round_trip: bool = False
 
 
-_WORDS = ["alpha", "budget", "coffee", "delta", "garden", "harbor", "invoice", "laptop", "meeting", "printer"]
+@dataclass(frozen=True)
+class PathContext:
+    """What every turn of one path is translated against."""
 
-
-def suggest_values(specs: list[FunctionSpec], earlier_outputs: list[Any], rng: random.Random) -> dict[str, Any]:
-    """Concrete values for the turn's required parameters, for back-translation to state.
-
-    Parameters an earlier output can fill (same key, or `*_id` and an `id`) are left to
-    the conversation, so dependencies stay indirect. The grounding check later holds the
-    forward calls to whatever the query actually says, so a suggestion the teacher drops
-    costs the turn, never the check.
-    """
-    keys = {k for o in earlier_outputs if isinstance(o, dict) for k in o}
-    values: dict[str, Any] = {}
-    for spec in specs:
-        for name in spec.required:
-            schema = spec.properties.get(name, {})
-            if name in keys or (name.endswith("_id") and "id" in keys):
-                continue
-            if "enum" in schema:
-                values[name] = rng.choice(schema["enum"])
-            elif schema.get("type") == "integer":
-                values[name] = rng.randint(int(schema.get("minimum", 1)), int(schema.get("maximum", 20)))
-            elif schema.get("type") == "number":
-                values[name] = round(rng.uniform(1, 100), rng.choice([0, 1, 2]))
-            elif schema.get("type") == "array" and (schema.get("items") or {}).get("type") in ("number", "integer"):
-                values[name] = [rng.randint(1, 50) for _ in range(rng.randint(2, 4))]
-            elif schema.get("type") == "boolean":
-                values[name] = rng.choice([True, False])
-            elif schema.get("type") == "string":
-                values[name] = f"{rng.choice(_WORDS)} {rng.choice(_WORDS)}".capitalize()
-    return values
+    client: LLMClient
+    path: SignaturePath
+    specs: dict[str, FunctionSpec]
+    mappings: Mappings
+    executor: Executor
+    distractors: list[str]
+    settings: TranslationSettings
 
 
 def task_text(spec: FunctionSpec) -> str:
@@ -187,52 +191,73 @@ def _values_text(values: dict[str, Any]) -> str:
     return ", ".join(f"{k}={json.dumps(v)}" for k, v in values.items()) or "(from earlier results)"
 
 
-def _task_and_values(
-    turn: Turn, specs: dict[str, FunctionSpec], earlier_outputs: list[Any], rng: random.Random
-) -> tuple[str, str]:
-    """The task and values back-translation states; a parallel turn gets one value set per call."""
-    if len(set(turn.functions)) == len(turn.functions):
-        values = suggest_values([specs[f] for f in turn.functions], earlier_outputs, rng)
-        return ", then ".join(task_text(specs[f]) for f in turn.functions), _values_text(values)
-    sets = [suggest_values([specs[f]], earlier_outputs, rng) for f in turn.functions]
-    task = f"{task_text(specs[turn.functions[0]])} Do it {len(sets)} times, once for each set of values."
-    return task, "; ".join(f"({n}) {_values_text(v)}" for n, v in enumerate(sets, start=1))
-
-
 def _context_text(done: list[TurnResult]) -> str:
     if not done:
         return ""
-    return f"Conversation so far:\n{_history_text(done)}\nResults so far:\n{_outputs_text(done)}\n"
+    return f"Conversation so far:\n{_history_text(done)}\nResults so far:\n{_outputs_text(done, [])}\n"
 
 
 def _history_text(results: list[TurnResult]) -> str:
     return "\n".join(f"user: {r.query}" for r in results) or "(none)"
 
 
-def _outputs_text(results: list[TurnResult]) -> str:
-    outs = [json.dumps(o)[:300] for r in results for o in r.outputs]
+def _outputs_text(results: list[TurnResult], current: list[Any]) -> str:
+    outs = [json.dumps(o)[:300] for r in results for o in r.outputs] + [json.dumps(o)[:300] for o in current]
     return "\n".join(outs[-6:]) or "(none)"
 
 
+def identifier_names(text: str, names: Iterable[str]) -> list[str]:
+    """Function names the text uses as identifiers. A one-word name (`add`) is an ordinary word
+    in a request, so only names with `_`, `.` or inner capitals count."""
+    found = []
+    for name in names:
+        looks_like_code = "_" in name or "." in name or name[1:] != name[1:].lower()
+        if looks_like_code and re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", text, re.I):
+            found.append(name)
+    return found
+
+
+def _states(value: Any, text: str) -> bool:
+    """Whether the user's words state `value` (numbers as numbers, strings case-insensitively)."""
+    if isinstance(value, bool) or value is None:
+        return False
+    if isinstance(value, int | float):
+        return float(value) in {float(n) for n in _NUMBER.findall(text)}
+    if isinstance(value, str):
+        return bool(value.strip()) and " ".join(value.lower().split()) in " ".join(text.lower().split())
+    return all(_states(x, text) for x in _leaves(value)) and bool(_leaves(value))
+
+
+def held_out(path: SignaturePath) -> dict[str, int]:
+    """Functions a `miss_func` turn withholds -> the index of the turn they arrive at (BFCL)."""
+    return {f: i + 1 for i, t in enumerate(path.turns) if t.kind == MISS_FUNC for f in t.target}
+
+
 def offered_tools(path: SignaturePath, turn_index: int, distractors: list[str]) -> list[str]:
-    """Functions the assistant sees at a turn: the path's plus distractors, minus withheld ones."""
-    names = list(dict.fromkeys(path.functions + distractors))
+    """Functions the assistant sees at a turn: the path's plus distractors, minus a function held
+    out until a later turn (BFCL's miss_func) and the function an irrelevance turn asks for."""
+    arrives = held_out(path)
+    names = [n for n in dict.fromkeys(path.functions + distractors) if arrives.get(n, 0) <= turn_index]
     turn = path.turns[turn_index]
-    if turn.kind in (MISS_FUNC, IRRELEVANT):
-        names = [n for n in names if n not in turn.target]
-    return names
+    return [n for n in names if n not in turn.target] if turn.kind == IRRELEVANT else names
 
 
-async def _ask_query(
-    client: LLMClient, prompt: str, settings: TranslationSettings, attempt: int, ids: list[str]
-) -> str | None:
-    reply = await client.chat(
+def _latest_outputs(done: list[TurnResult]) -> dict[str, Any]:
+    return {c.name: o for r in done for c, o in zip(r.calls, r.outputs)}
+
+
+def _called(done: list[TurnResult]) -> list[str]:
+    return [c.name for r in done for c in r.calls]
+
+
+async def _ask(ctx: PathContext, prompt: str, schema: dict[str, Any], seed: int, ids: list[str]) -> str | None:
+    reply = await ctx.client.chat(
         LLMRequest(
             messages=[{"role": "user", "content": prompt}],
-            response_schema=QUERY_SCHEMA,
-            temperature=settings.temperature,
+            response_schema=schema,
+            temperature=ctx.settings.temperature,
             max_tokens=160,
-            seed=settings.seed * 100 + attempt,
+            seed=seed,
         )
     )
     ids.append(reply.call_id)
@@ -242,102 +267,218 @@ async def _ask_query(
     return " ".join(data["query"].split())
 
 
-async def translate_turn(
-    client: LLMClient,
-    path: SignaturePath,
-    index: int,
-    specs: dict[str, FunctionSpec],
-    done: list[TurnResult],
-    executor: Executor,
-    tools: list[str],
-    settings: TranslationSettings,
-) -> TurnResult | PathRejection:
-    turn: Turn = path.turns[index]
-    earlier_queries = {r.query.lower() for r in done}
-    last_reason = _reject(index, "no_attempt", "no attempt made")
-    for attempt in range(settings.max_attempts):
+async def _values(
+    ctx: PathContext, function: str, before: list[str], seed: int, ids: list[str]
+) -> dict[str, Any] | str:
+    """Proposed values for `function`'s required parameters that no call in `before` supplies."""
+    mapped = {d.parameter for d in dependencies(function, before, ctx.mappings)}
+    names = [p for p in ctx.specs[function].required if p not in mapped]
+    return await suggest_values(ctx.client, ctx.specs[function], names, seed, ctx.settings.temperature, ids)
+
+
+async def translate_turn(ctx: PathContext, index: int, done: list[TurnResult]) -> TurnResult | PathRejection:
+    """One turn, regenerated up to `max_attempts` times; the last failure's reason otherwise."""
+    last = _reject(index, "no_attempt", "no attempt made")
+    earlier = {r.query.lower() for r in done}
+    for attempt in range(ctx.settings.max_attempts):
         ids: list[str] = []
-        if turn.kind == MISS_PARAMS:
-            spec = specs[turn.target[0]]
-            prompt = MISS_PARAMS_PROMPT.format(
-                param=spec.required[0], function=describe(spec), history=_history_text(done)
-            )
-        elif turn.kind in (MISS_FUNC, IRRELEVANT):
-            prompt = MISS_FUNC_PROMPT.format(function=describe(specs[turn.target[0]]), history=_history_text(done))
-        else:
-            rng = random.Random(f"{settings.seed}:{index}:{attempt}")
-            task, values = _task_and_values(turn, specs, [o for r in done for o in r.outputs], rng)
-            prompt = BACK_PROMPT.format(context=_context_text(done), task=task, values=values)
-        query = await _ask_query(client, prompt, settings, attempt, ids)
-        if query is None:
-            last_reason = _reject(index, "back_translation_failed", "no query in the teacher's reply")
-            continue
-        if query.lower() in earlier_queries:
-            last_reason = _reject(index, "repeated_query", f"query repeats an earlier one: {query!r}")
-            continue
-        if turn.kind != CALL:
-            return TurnResult(index, turn.kind, turn.target, query, tools=tools, attempts=attempt + 1, llm_call_ids=ids)
-        result = await _forward(client, query, turn, index, specs, done, executor, tools, settings, attempt, ids)
+        result = await _attempt(ctx, index, done, ctx.settings.seed * 100 + attempt, ids)
+        if isinstance(result, TurnResult) and result.query.lower() in earlier:
+            result = _reject(index, "repeated_query", f"query repeats an earlier one: {result.query!r}")
         if isinstance(result, TurnResult):
             result.attempts = attempt + 1
             return result
-        last_reason = result
-    return last_reason
+        last = result
+    return last
+
+
+async def _attempt(
+    ctx: PathContext, index: int, done: list[TurnResult], seed: int, ids: list[str]
+) -> TurnResult | PathRejection:
+    turn = ctx.path.turns[index]
+    tools = offered_tools(ctx.path, index, ctx.distractors)
+    previous = ctx.path.turns[index - 1] if index else None
+    if turn.kind != CALL:
+        return await _split_turn(ctx, index, turn, done, tools, seed, ids)
+    if previous is not None and previous.kind == MISS_FUNC:
+        # BFCL: the held-out function arrives with the harness's message; the earlier request stands.
+        return await _forward(ctx, index, ADDITIONAL_FUNCTIONS_PROMPT, done[-1].query, done, tools, seed, ids)
+    if previous is not None and previous.kind == MISS_PARAMS:
+        return await _value_turn(ctx, index, done, tools, seed, ids)
+    query = await _back_translate(ctx, index, turn, done, seed, ids)
+    if isinstance(query, PathRejection):
+        return query
+    return await _forward(ctx, index, query, query, done, tools, seed, ids)
+
+
+async def _back_translate(
+    ctx: PathContext, index: int, turn: Turn, done: list[TurnResult], seed: int, ids: list[str]
+) -> str | PathRejection:
+    """The user's request for a call turn. An Insert-short turn asks only for the outer task: the
+    inner call (the source of a nested pair) is for the assistant to infer from the outer's needs."""
+    called = _called(done)
+    value_sets = []
+    for j, f in enumerate(turn.functions):
+        values = await _values(ctx, f, called + list(turn.functions[:j]), seed * 10 + j, ids)
+        if isinstance(values, str):
+            return _reject(index, "values_failed", values)
+        value_sets.append(values)
+    inner = {source for source, _ in turn.nested}
+    if len(set(turn.functions)) == len(turn.functions):
+        task = ", then ".join(task_text(ctx.specs[f]) for f in turn.functions if f not in inner)
+        values_text = _values_text({k: v for vs in value_sets for k, v in vs.items()})
+    else:  # parallel: one function, one value set per call
+        task = f"{task_text(ctx.specs[turn.functions[0]])} Do it {len(value_sets)} times, once for each set of values."
+        values_text = "; ".join(f"({n}) {_values_text(v)}" for n, v in enumerate(value_sets, start=1))
+    query = await _ask(
+        ctx, BACK_PROMPT.format(context=_context_text(done), task=task, values=values_text), QUERY_SCHEMA, seed, ids
+    )
+    if query is None:
+        return _reject(index, "back_translation_failed", "no query in the teacher's reply")
+    latest = _latest_outputs(done)
+    for f in turn.functions:
+        leaked = leaked_values(query, dependencies(f, called, ctx.mappings), latest)
+        if leaked:
+            return _reject(index, "dependency", f"the query states {f}'s {leaked}, which come from earlier results")
+    return query
+
+
+async def _split_turn(
+    ctx: PathContext, index: int, turn: Turn, done: list[TurnResult], tools: list[str], seed: int, ids: list[str]
+) -> TurnResult | PathRejection:
+    """A `miss_params`, `miss_func` or irrelevance turn: a request the assistant must answer by
+    asking for the missing value or saying it cannot (no calls)."""
+    target = ctx.specs[turn.target[0]]
+    values = await _values(ctx, target.name, _called(done), seed, ids)
+    if isinstance(values, str):
+        return _reject(index, "values_failed", values)
+    pending: dict[str, Any] = {}
+    if turn.kind == MISS_PARAMS:
+        missing = turn.missing or tuple(p for p in target.required if p in values)[:1]
+        if not missing:
+            return _reject(index, "miss_params", f"{target.name}: no required value to leave out")
+        pending = {p: values.pop(p) for p in missing if p in values}
+        prompt = MISS_PARAMS_PROMPT.format(
+            param=missing[0], values=_values_text(values), function=describe(target), history=_history_text(done)
+        )
+    else:
+        missing = ()
+        prompt = MISS_FUNC_PROMPT.format(
+            values=_values_text(values), function=describe(target), history=_history_text(done)
+        )
+    query = await _ask(ctx, prompt, QUERY_SCHEMA, seed, ids)
+    if query is None:
+        return _reject(index, "back_translation_failed", "no query in the teacher's reply")
+    named = identifier_names(query, ctx.specs)
+    if named:
+        return _reject(index, "names_function", f"the query names {named}")
+    stated = [p for p, v in pending.items() if _states(v, query)]
+    if stated:
+        return _reject(index, "states_missing_value", f"the query gives the value of {stated} it must leave out")
+    return TurnResult(
+        index, turn.kind, turn.target, query, tools=tools, llm_call_ids=ids, missing=tuple(missing), pending=pending
+    )
+
+
+async def _value_turn(
+    ctx: PathContext, index: int, done: list[TurnResult], tools: list[str], seed: int, ids: list[str]
+) -> TurnResult | PathRejection:
+    """After a `miss_params` turn the user gives just the missing value (BFCL's miss_param)."""
+    asked = done[-1]
+    param, value = next(iter(asked.pending.items()), (None, None))
+    if param is None:
+        return _reject(index, "miss_params", "the earlier turn left no value out")
+    spec = ctx.specs[asked.functions[0]]
+    description = str(spec.properties.get(param, {}).get("description", ""))[:160] or "no description"
+    reply = await _ask(
+        ctx,
+        VALUE_PROMPT.format(param=param, description=description, value=json.dumps(value)),
+        VALUE_REPLY_SCHEMA,
+        seed,
+        ids,
+    )
+    if reply is None:
+        return _reject(index, "back_translation_failed", "no reply giving the value")
+    if not _states(value, reply) or identifier_names(reply, ctx.specs):
+        return _reject(index, "value_turn", f"the reply must give just {param}={json.dumps(value)}: {reply!r}")
+    return await _forward(ctx, index, reply, f"{asked.query} {reply}", done, tools, seed, ids)
 
 
 async def _forward(
-    client: LLMClient,
-    query: str,
-    turn: Turn,
+    ctx: PathContext,
     index: int,
-    specs: dict[str, FunctionSpec],
+    query: str,
+    request: str,
     done: list[TurnResult],
-    executor: Executor,
     tools: list[str],
-    settings: TranslationSettings,
-    attempt: int,
+    seed: int,
     ids: list[str],
 ) -> TurnResult | PathRejection:
-    # Forward translation sees the turn's signatures, as in the paper; the check below still
-    # refuses calls that use them wrongly (one twice, another left out).
-    offered = [specs[n] for n in dict.fromkeys(turn.functions)]
-    calls = await _translate_forward(
-        client, query, offered, done, len(turn.functions), True, settings.seed * 100 + attempt, ids
-    )
-    if isinstance(calls, str):
-        return _reject(index, "forward_translation_failed", calls)
-    if sorted(c.name for c in calls) != sorted(turn.functions):
-        return _reject(
-            index,
-            "wrong_functions",
-            f"calls {[c.name for c in calls]} do not use the turn's functions {list(turn.functions)}",
-        )
-    for call in calls:
-        problem = schema_problem(call, specs.get(call.name))
-        if problem:
-            return _reject(index, "schema", problem)
-    texts = [r.query for r in done] + [query]
+    """Calls for `request`, one step at a time: each step is translated with the outputs of the
+    steps before it in view, then validated, checked against its mapped sources, grounded, run."""
+    turn = ctx.path.turns[index]
+    texts = [r.query for r in done] + [request]
     earlier_outputs = [o for r in done for o in r.outputs]
+    latest, called = _latest_outputs(done), _called(done)
+    calls: list[ToolCall] = []
     outputs: list[Any] = []
+    sizes: list[int] = []
     simulated = False
-    nested_targets = {t for _, t in turn.nested}
-    for call in calls:
-        visible = earlier_outputs + (outputs if call.name in nested_targets else [])
-        missing = ungrounded(call, texts, visible)
-        if missing:
-            return _reject(index, "ungrounded", f"{call.name}: {missing} not in the query or an earlier output")
-        execution = await executor.execute(call)
-        if not execution.ok:
-            return _reject(index, "execution", json.dumps(execution.output)[:300])
-        simulated = simulated or execution.simulated
-        if execution.llm_call_id:
-            ids.append(execution.llm_call_id)
-        outputs.append(execution.output)
-    if settings.round_trip:
-        problem = await _round_trip(client, query, calls, specs, done, tools, settings.seed * 100 + attempt, ids)
+    for s, members in enumerate(call_steps(turn, ctx.mappings)):
+        functions = [turn.functions[j] for j in members]
+        # Forward translation sees the step's signatures, as in the paper; the checks below still
+        # refuse calls that use them wrongly (one twice, another left out).
+        offered = [ctx.specs[n] for n in dict.fromkeys(functions)]
+        step = await _translate_forward(
+            ctx.client, request, offered, done, outputs, len(functions), True, seed * 10 + s, ids
+        )
+        if isinstance(step, str):
+            return _reject(index, "forward_translation_failed", step)
+        if sorted(c.name for c in step) != sorted(functions):
+            return _reject(
+                index, "wrong_functions", f"calls {[c.name for c in step]} do not use the step's functions {functions}"
+            )
+        for call in step:
+            problem = schema_problem(call, ctx.specs.get(call.name))
+            if problem:
+                return _reject(index, "schema", problem)
+        for call in step:
+            deps = dependencies(call.name, called + [c.name for c in calls], ctx.mappings)
+            problem = dependency_problem(call, deps, latest)
+            if problem:
+                return _reject(index, "dependency", problem)
+            mapped = {d.parameter for d in deps if d.source in latest}
+            free = ToolCall(call.name, {k: v for k, v in call.arguments.items() if k not in mapped})
+            missing = ungrounded(free, texts, earlier_outputs + outputs)
+            if missing:
+                return _reject(index, "ungrounded", f"{call.name}: {missing} not in the query or an earlier output")
+        for call in step:
+            execution = await ctx.executor.execute(call)
+            if not execution.ok:
+                return _reject(index, "execution", json.dumps(execution.output)[:300])
+            simulated = simulated or execution.simulated
+            if execution.llm_call_id:
+                ids.append(execution.llm_call_id)
+            outputs.append(execution.output)
+            latest[call.name] = execution.output
+        calls += step
+        sizes.append(len(step))
+    if ctx.settings.round_trip:
+        problem = await _round_trip(ctx, request, calls[: sizes[0]] if sizes else [], done, tools, seed, ids)
         if problem:
             return _reject(index, "round_trip", problem)
-    return TurnResult(index, CALL, turn.functions, query, calls, outputs, tools, llm_call_ids=ids, simulated=simulated)
+    return TurnResult(
+        index,
+        CALL,
+        turn.functions,
+        query,
+        calls,
+        outputs,
+        tools,
+        llm_call_ids=ids,
+        simulated=simulated,
+        step_sizes=sizes,
+    )
 
 
 async def _translate_forward(
@@ -345,12 +486,14 @@ async def _translate_forward(
     query: str,
     offered: list[FunctionSpec],
     done: list[TurnResult],
+    current: list[Any],
     count: int,
     exact: bool,
     seed: int,
     ids: list[str],
 ) -> list[ToolCall] | str:
-    """Query -> calls among `offered` (`count` of them when `exact`), or why there are none."""
+    """Query -> calls among `offered` (`count` of them when `exact`), or why there are none;
+    `current` are this turn's outputs so far (earlier steps)."""
     reply = await client.chat(
         LLMRequest(
             messages=[
@@ -359,7 +502,7 @@ async def _translate_forward(
                     "content": FORWARD_PROMPT.format(
                         functions="\n".join(describe(s) for s in offered),
                         history=_history_text(done),
-                        outputs=_outputs_text(done),
+                        outputs=_outputs_text(done, current),
                         query=query,
                     ),
                 }
@@ -382,34 +525,26 @@ async def _translate_forward(
 
 
 async def _round_trip(
-    client: LLMClient,
-    query: str,
+    ctx: PathContext,
+    request: str,
     calls: list[ToolCall],
-    specs: dict[str, FunctionSpec],
     done: list[TurnResult],
     tools: list[str],
     seed: int,
     ids: list[str],
 ) -> str | None:
-    """An independent forward translation, offered every tool of the turn, must give the same calls."""
-    offered = [specs[n] for n in tools if n in specs]
-    again = await _translate_forward(client, query, offered, done, len(calls), False, seed, ids)
-    mismatch = calls_mismatch(calls, [] if isinstance(again, str) else again, specs)
+    """An independent forward translation, offered every tool of the turn, must give the same
+    first-step calls (later steps depend on outputs the request cannot know)."""
+    offered = [ctx.specs[n] for n in tools if n in ctx.specs]
+    again = await _translate_forward(ctx.client, request, offered, done, [], len(calls), False, seed, ids)
+    mismatch = calls_mismatch(calls, [] if isinstance(again, str) else again, ctx.specs)
     return f"the query translates back to other calls: {mismatch}" if mismatch else None
 
 
-async def translate_path(
-    client: LLMClient,
-    path: SignaturePath,
-    specs: dict[str, FunctionSpec],
-    executor: Executor,
-    distractors: list[str],
-    settings: TranslationSettings,
-) -> list[TurnResult] | PathRejection:
+async def translate_path(ctx: PathContext) -> list[TurnResult] | PathRejection:
     done: list[TurnResult] = []
-    for index in range(len(path.turns)):
-        tools = offered_tools(path, index, distractors)
-        result = await translate_turn(client, path, index, specs, done, executor, tools, settings)
+    for index in range(len(ctx.path.turns)):
+        result = await translate_turn(ctx, index, done)
         if isinstance(result, PathRejection):
             return result
         done.append(result)
@@ -437,15 +572,13 @@ def distractors_for(
 async def translate_paths(
     client: LLMClient,
     path_rows: list[dict[str, Any]],
-    specs: dict[str, FunctionSpec],
+    partition: Partition,
     factory: ExecutorFactory,
-    options: SynthesisOptions,
-    tool_set: str,
-    run_id: str,
     tick: Callable[[], None] | None = None,
 ) -> TranslationOutcome:
     """Translate every stored path, each on a fresh executor with its own starting state."""
-    function_ids = {n: s.function_id(tool_set) for n, s in specs.items()}
+    specs, options = partition.specs, partition.options
+    function_ids = {n: s.function_id(partition.tool_set) for n, s in specs.items()}
 
     async def one(i: int, row: dict[str, Any]) -> list[TurnResult] | PathRejection:
         path = SignaturePath.from_row(row)
@@ -453,7 +586,15 @@ async def translate_paths(
         try:
             settings = TranslationSettings(options.max_attempts, seed=options.seed + i, round_trip=options.round_trip)
             return await translate_path(
-                client, path, specs, executor, distractors_for(path, row["path_id"], specs, options), settings
+                PathContext(
+                    client,
+                    path,
+                    specs,
+                    partition.mappings,
+                    executor,
+                    distractors_for(path, row["path_id"], specs, options),
+                    settings,
+                )
             )
         finally:
             executor.close()
@@ -464,7 +605,7 @@ async def translate_paths(
     turns, rejections = [], []
     for row, result in zip(path_rows, results):
         if isinstance(result, PathRejection):
-            rejections.append(result.as_row(tool_set, run_id, row["path_id"]))
+            rejections.append(result.as_row(partition.tool_set, partition.run_id, row["path_id"]))
         else:
-            turns += [t.as_row(tool_set, run_id, row["path_id"], function_ids) for t in result]
+            turns += [t.as_row(partition.tool_set, partition.run_id, row["path_id"], function_ids) for t in result]
     return TranslationOutcome(turns, rejections, len(path_rows))

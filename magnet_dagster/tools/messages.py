@@ -11,8 +11,11 @@ from typing import Any
 from magnet_dagster.tools.calls import ToolCall
 from magnet_dagster.tools.spec import FunctionSpec
 
-#: BFCL's miss_func convention: a withheld function is announced later in a system message.
-NEW_TOOLS_PREFIX = "New functions are now available: "
+#: BFCL's held-out-function convention (bfcl_eval/constants/default_prompts.py,
+#: `DEFAULT_USER_PROMPT_FOR_ADDITIONAL_FUNCTION_FC`; applied in model_handler/base_handler.py):
+#: a `miss_func` function is absent from the tools until the turn it is held out for, which has no
+#: user query of its own; the harness adds the function and sends this user message instead.
+ADDITIONAL_FUNCTIONS_PROMPT = "I have updated some more functions you can choose from. What about now?"
 
 _ASKS_OR_REFUSES = re.compile(
     r"\?|\b(can ?not|can't|unable|not able|don't have|do not have|no (?:tool|function))\b", re.I
@@ -35,16 +38,49 @@ def tool_messages(calls: list[ToolCall], outputs: list[Any], turn: int | str) ->
     return assistant, results
 
 
-def new_tools_message(specs: list[FunctionSpec]) -> dict[str, Any]:
-    """The system message that hands the assistant functions it did not have before."""
-    return {"role": "system", "content": NEW_TOOLS_PREFIX + json.dumps([s.openai_tool() for s in specs])}
+def holdout_message(specs: list[FunctionSpec]) -> dict[str, Any]:
+    """BFCL's user message at a held-out function's turn, in its prompting form
+    (`DEFAULT_USER_PROMPT_FOR_ADDITIONAL_FUNCTION_PROMPTING`: the functions, a newline, the prompt),
+    so that a conversation stored with one `tools` list still shows when each function arrived."""
+    functions = json.dumps([s.openai_tool()["function"] for s in specs])
+    return {"role": "user", "content": f"{functions}\n{ADDITIONAL_FUNCTIONS_PROMPT}"}
+
+
+def split_holdout(message: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A holdout message as BFCL's function-calling harness sends it: the bare prompt, plus the
+    functions it adds to the tools (OpenAI `tools` entries); any other message with no tools."""
+    content = message.get("content") or ""
+    if message.get("role") != "user" or not content.endswith("\n" + ADDITIONAL_FUNCTIONS_PROMPT):
+        return message, []
+    try:
+        functions = json.loads(content[: -len(ADDITIONAL_FUNCTIONS_PROMPT) - 1])
+    except ValueError:
+        return message, []
+    if not isinstance(functions, list):
+        return message, []
+    tools = [{"type": "function", "function": f} for f in functions if isinstance(f, dict)]
+    return {"role": "user", "content": ADDITIONAL_FUNCTIONS_PROMPT}, tools
 
 
 def announced_tools(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Tools announced by `new_tools_message`s in `messages`, in order."""
-    out = []
-    for m in messages:
-        content = m.get("content") or ""
-        if m["role"] == "system" and content.startswith(NEW_TOOLS_PREFIX):
-            out.extend(json.loads(content[len(NEW_TOOLS_PREFIX) :]))
-    return out
+    """Tools added by holdout messages in `messages`, in order."""
+    return [t for m in messages for t in split_holdout(m)[1]]
+
+
+def parameter_words(name: str) -> list[str]:
+    """How a reply may name a parameter: `user_id` / `userId` -> "user_id", "user id", "userid"."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name).replace("_", " ").replace("-", " ").lower().strip()
+    return list(dict.fromkeys([name.lower(), spaced, spaced.replace(" ", "")]))
+
+
+_ASKING = re.compile(r"\?|\b(please|could you|can you|what|which|provide|tell me|need)\b", re.I)
+
+
+def asks_for(text: str, params: list[str] | tuple[str, ...]) -> bool:
+    """Whether a reply asks the user for one of `params` (BFCL's miss_param: asking for another
+    value, or stating one, does not count); with no `params`, whether it asks at all."""
+    raw = (text or "").lower()
+    if not _ASKING.search(raw):
+        return False
+    spaced = " ".join(raw.replace("_", " ").split())
+    return not params or any(w in raw or w in spaced for p in params for w in parameter_words(p))

@@ -97,7 +97,7 @@ def test_a_rerun_with_the_fake_is_served_from_the_cache(magnet_home, tool_sets_d
 def test_checks_read_only_their_runs_partition(magnet_home, tool_sets_dir, instance, store):
     """One tool set's bad exports and leaked split fail its own checks, never another's run."""
     write_tiny_bfcl_tool_set(tool_sets_dir, "good", ["add", "multiply", "round_number"], seed=3)
-    write_tiny_bfcl_tool_set(tool_sets_dir, "bad", ["add", "subtract", "absolute_value"], seed=5)
+    write_tiny_bfcl_tool_set(tool_sets_dir, "bad", ["add", "multiply", "square_root", "round_number"], seed=5)
     instance.add_dynamic_partitions("tool_sets", ["good", "bad"])
     _run(instance, "bad")
     # poison `bad`: a leaked path and an exported call to a function it never offered
@@ -111,8 +111,8 @@ def test_checks_read_only_their_runs_partition(magnet_home, tool_sets_dir, insta
     sft.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
     good = _run(instance, "good")
-    assert _checks(good) == {"no_bfcl_contamination": True, "yield_above_floor": True,
-                             "no_split_leakage": True, "exports_are_clean": True}
+    blocking = {"no_bfcl_contamination", "no_split_leakage", "exports_are_clean"}
+    assert {k: v for k, v in _checks(good).items() if k in blocking} == dict.fromkeys(blocking, True)
     assert {e.asset_key.to_user_string() for e in good.get_asset_materialization_events()} >= {"student_evaluation"}
 
     # and the same poison is what `bad`'s own checks look at

@@ -7,7 +7,7 @@ import random
 from magnet_dagster.llm.client import LLMClient
 from magnet_dagster.store.lineage import LineageStore
 from magnet_dagster.synthesis.distillation import (
-    HINT_MARKER, Trajectory, contains_hint, positive_trajectory, preference_pair,
+    HINT_MARKER, Trajectory, contains_hint, negatives_for, positive_trajectory, preference_pair,
 )
 from magnet_dagster.synthesis.results import PathRejection, TurnResult
 from magnet_dagster.tools.calls import ToolCall
@@ -42,7 +42,14 @@ def follows_hint(request):
         return {"calls": calls}
     if "did not give" in hint:
         return {"content": "Which number should I multiply it by?"}
-    return {"content": "The answer is ready."}
+    if "Reply as if" in hint:
+        return {"content": "The answer is ready."}
+    if "None of the available functions" in hint:
+        return {"content": "I can't do that with the tools I have."}
+    last_user = max(i for i, m in enumerate(request.messages) if m["role"] == "user")
+    results = [m["content"] for m in request.messages[last_user:] if m["role"] == "tool"]
+    return {"content": f"Done: the result is {json.loads(results[-1])['result']}." if results
+            else "The answer is ready."}
 
 
 def _client(tmp_path, script):
@@ -73,7 +80,7 @@ def test_a_teacher_that_ignores_the_hint_drops_the_path_with_the_reason(tmp_path
 
 def test_a_miss_params_turn_must_ask(tmp_path):
     client, _ = _client(tmp_path, lambda r: follows_hint(r) if "call:" in r.messages[-1]["content"]
-                        else {"content": "Done, it is 20."})
+                        else {"content": "Done, it is 5."})
     rejection = asyncio.run(positive_trajectory(client, TURNS, SPECS, seed=0))
     client.close()
     assert isinstance(rejection, PathRejection)
@@ -94,16 +101,18 @@ def test_preference_pair_shares_the_prefix_and_differs_at_one_turn(tmp_path):
     assert not contains_hint(pair["prompt"] + pair["chosen"] + pair["rejected"])
 
 
-def test_wrong_hints_for_parallel_and_irrelevance_turns():
-    from magnet_dagster.synthesis.distillation import wrong_hint
-
+def test_negatives_for_parallel_and_irrelevance_turns(tmp_path):
     parallel = TurnResult(0, "call", ("add", "add"), "Add 1 and 2, and 3 and 4.",
-                          [ToolCall("add", {"a": 1, "b": 2}), ToolCall("add", {"a": 3, "b": 4})], [{}, {}], ["add"])
-    error, calls = wrong_hint(parallel, [], SPECS, random.Random(0))
-    assert error == "missing_parallel_call" and calls == [ToolCall("add", {"a": 1, "b": 2})]
-    irrelevant = TurnResult(0, "irrelevant", ("get_weather",), "Will it rain?", tools=["multiply"])
-    error, calls = wrong_hint(irrelevant, [], SPECS, random.Random(0))
-    assert error == "call_instead_of_refusing" and [c.name for c in calls] == ["multiply"]
+                          [ToolCall("add", {"a": 1, "b": 2}), ToolCall("add", {"a": 3, "b": 4})],
+                          [{"result": 3}, {"result": 7}], ["add"])
+    irrelevant = TurnResult(1, "irrelevant", ("get_weather",), "Will it rain?", tools=["multiply"])
+    client, _ = _client(tmp_path, follows_hint)
+    traj = asyncio.run(positive_trajectory(client, [parallel, irrelevant], SPECS, seed=0))
+    client.close()
+    first, second = negatives_for(traj, [parallel, irrelevant], SPECS, random.Random(0))
+    assert first.error_type == "missing_parallel_call" and first.hint_calls == (ToolCall("add", {"a": 1, "b": 2}),)
+    assert second.error_type == "call_instead_of_refusing" and [c.name for c in second.hint_calls] == ["multiply"]
+    assert (first.position, second.position) == (traj.step_starts[0][0], traj.step_starts[1][0])
 
 
 def test_an_irrelevance_turn_must_refuse(tmp_path):
@@ -124,6 +133,9 @@ def test_answer_instead_of_ask_pair_on_a_miss_params_turn(tmp_path):
     class AnswerFirst(random.Random):
         def random(self):
             return 0.1  # picks the answer-instead-of-ask hint over the invented-value one
+
+        def choice(self, seq):
+            return seq[0]  # the first turn's negative
 
     client, backend = _client(tmp_path, follows_hint)
     traj = asyncio.run(positive_trajectory(client, turns, SPECS, seed=0))

@@ -29,12 +29,13 @@ from magnet_dagster.graph.paths import CALL, MISS_FUNC, MISS_PARAMS  # noqa: E40
 from magnet_dagster.llm.client import LLMClient  # noqa: E402
 from magnet_dagster.store.lineage import LineageStore  # noqa: E402
 from magnet_dagster.synthesis.distillation import (  # noqa: E402
-    HINT_MARKER, REPLY_PROMPT, Trajectory, contains_hint, positive_trajectory, preference_pair,
+    ERROR_TYPES, HINT_MARKER, REPLY_PROMPT, Trajectory, contains_hint, positive_trajectory, preference_pair,
 )
 from magnet_dagster.synthesis.export import preference_row, sft_row, write_jsonl, write_parquet  # noqa: E402
 from magnet_dagster.synthesis.splits import SplitSettings, assign_splits, deduplicate  # noqa: E402
 from magnet_dagster.synthesis.translation import TurnResult  # noqa: E402
 from magnet_dagster.tools.calls import ToolCall, parse_python_call  # noqa: E402
+from magnet_dagster.tools.messages import ADDITIONAL_FUNCTIONS_PROMPT  # noqa: E402
 from magnet_dagster.tools.spec import FunctionSpec, stable_id  # noqa: E402
 from tests.fakes import ScriptedFakeBackend  # noqa: E402
 
@@ -80,7 +81,7 @@ TICKETS = ["create_ticket", "edit_ticket", "get_user_tickets", "logout"]
 
 # Three signature paths as the translation stage leaves them: parallel calls, array and nested
 # arguments, a miss_params turn (the assistant asks, no call), a miss_func turn (the assistant
-# says it cannot, and the function is announced in a system message afterwards), a call with no
+# says it cannot, and the function arrives at the next turn in BFCL's user message), a call with no
 # arguments.
 PATHS = {
     "p_math": [
@@ -237,15 +238,17 @@ def _check_render(text: str, tools: list[dict[str, Any]], messages: list[dict[st
 def test_the_fixture_covers_the_shapes_that_matter(exported):
     sft, pref = exported["sft"], exported["pref"]
     assert len(sft) == len(PATHS)
-    assert {"hallucinated_missing_param", "wrong_function", "wrong_dependency_value"} <= {p["error_type"] for p in pref}
+    kinds = {p["error_type"] for p in pref}
+    assert kinds <= set(ERROR_TYPES) and len(kinds) >= 2, kinds
     assert any(not p["chosen"][0].get("tool_calls") for p in pref), "a pair whose chosen turn asks instead of calling"
     roles = [m["role"] for row in sft for m in row["messages"]]
     assert {"system", "user", "assistant", "tool"} <= set(roles)
     assistants = [m for row in sft for m in row["messages"] if m["role"] == "assistant"]
     assert any(len(m.get("tool_calls") or []) == 2 for m in assistants), "a turn with parallel calls"
     assert any(not m.get("tool_calls") and "?" in m["content"] for m in assistants), "a turn that asks, no call"
-    assert any(m["role"] == "system" and "close_ticket" in m["content"]
-               for row in sft for m in row["messages"][1:]), "a function announced mid-conversation"
+    assert any(m["role"] == "user" and "close_ticket" in m["content"] and m["content"].endswith(
+        ADDITIONAL_FUNCTIONS_PROMPT) for row in sft for m in row["messages"]), "a function held out until its turn (BFCL)"
+    assert not any(t["function"]["name"] == "close_ticket" for row in sft for t in row["tools"])
     shapes = {json.dumps(sorted(t["function"]["parameters"]["properties"])) for row in sft for t in row["tools"]}
     assert len(shapes) > 3 and "[]" in shapes, "tools whose parameters differ in shape, one with none"
     assert not any(contains_hint(r["messages"]) for r in sft)

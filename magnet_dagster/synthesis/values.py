@@ -1,0 +1,91 @@
+"""Values a user of a tool would give: the teacher reads each parameter's description, enum,
+format and examples and proposes one (cached like every call), instead of a word list.
+
+A proposal is checked against the parameter's own schema; an enum, boolean or number the
+teacher gets wrong is taken from the schema itself, while a string it cannot propose fails
+the attempt (the turn is regenerated), so no placeholder text ever reaches a query.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import jsonschema
+
+from magnet_dagster.llm.client import LLMClient, LLMRequest
+from magnet_dagster.tools.spec import FunctionSpec
+
+VALUES_PROMPT = """Propose realistic values that a real user of this function would give for the
+listed parameters: concrete names, dates, amounts, ids in the format each description asks for.
+Function: {name}: {description}
+Parameters:
+{parameters}
+Answer with JSON: one value per parameter."""
+
+_PARAMETER_KEYS = ("type", "description", "enum", "format", "examples", "minimum", "maximum", "pattern", "items")
+
+
+def _parameter_line(name: str, schema: dict[str, Any]) -> str:
+    shown = {k: schema[k] for k in _PARAMETER_KEYS if k in schema}
+    return f"- {name}: {json.dumps(shown)[:400]}"
+
+
+def values_request(spec: FunctionSpec, names: list[str], seed: int, temperature: float) -> LLMRequest:
+    props = {n: spec.properties.get(n, {}) for n in names}
+    schema = {"type": "object", "properties": props, "required": names}
+    return LLMRequest(
+        messages=[
+            {
+                "role": "user",
+                "content": VALUES_PROMPT.format(
+                    name=spec.name,
+                    description=spec.description[:300],
+                    parameters="\n".join(_parameter_line(n, s) for n, s in props.items()),
+                ),
+            }
+        ],
+        response_schema=schema,
+        temperature=temperature,
+        max_tokens=48 + 40 * len(names),
+        seed=seed,
+    )
+
+
+def from_schema(schema: dict[str, Any], rng: random.Random) -> tuple[bool, Any]:
+    """(ok, value) for a parameter whose schema alone says what is valid: enum, boolean, number."""
+    if schema.get("enum"):
+        return True, rng.choice(schema["enum"])
+    kind = schema.get("type")
+    if kind == "boolean":
+        return True, rng.choice([True, False])
+    if kind in ("integer", "number"):
+        low, high = int(schema.get("minimum", 1)), int(schema.get("maximum", 100))
+        return True, rng.randint(low, max(low, high)) if kind == "integer" else float(rng.randint(low, max(low, high)))
+    return False, None
+
+
+async def suggest_values(
+    client: LLMClient, spec: FunctionSpec, names: list[str], seed: int, temperature: float, call_ids: list[str]
+) -> dict[str, Any] | str:
+    """Values for `names` of `spec`, or why there are none (the attempt then fails)."""
+    if not names:
+        return {}
+    reply = await client.chat(values_request(spec, names, seed, temperature))
+    call_ids.append(reply.call_id)
+    data = reply.json() if reply.ok else None
+    proposed = data if isinstance(data, dict) else {}
+    rng = random.Random(f"{seed}:{spec.name}")
+    values: dict[str, Any] = {}
+    for name in names:
+        schema = spec.properties.get(name, {})
+        value = proposed.get(name)
+        if value is not None and value != "" and jsonschema.Draft202012Validator(schema).is_valid(value):
+            values[name] = value
+            continue
+        ok, fallback = from_schema(schema, rng)
+        if not ok:
+            return f"{spec.name}: no usable value proposed for {name!r}"
+        values[name] = fallback
+    return values
