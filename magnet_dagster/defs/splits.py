@@ -11,7 +11,7 @@ import dagster as dg
 from magnet_dagster import config
 from magnet_dagster.defs.common import check_partitions, md_table, tool_sets
 from magnet_dagster.defs.resources import LineageStoreResource
-from magnet_dagster.store.counts import stage_counts
+from magnet_dagster.store.counts import partition_counts
 from magnet_dagster.store.loaders import load_options, load_specs
 from magnet_dagster.synthesis.export import ExportOutcome, export_partition, exported_problems, read_jsonl
 from magnet_dagster.synthesis.splits import SPLITS, SplitSettings, leaked_paths, split_rows
@@ -35,7 +35,7 @@ def training_splits(context: dg.AssetExecutionContext, lineage: LineageStoreReso
         assignment,
         store.rows("preference_pairs", key, "pair_id"),
         store.rows("paths", key),
-        stage_counts(store, key),
+        partition_counts(store, key),
     )
     rows = assignment.rows
     per_split = {s: sum(1 for r in rows if r["split"] == s) for s in SPLITS}
@@ -55,6 +55,15 @@ def splits_metadata(outcome: ExportOutcome, rows: list[dict], per_split: dict[st
         "splits": dg.MetadataValue.json(per_split),
         "shape_mix": dg.MetadataValue.json(
             {k: {"paths": p, "conversations": c} for k, (p, c) in outcome.shapes.items()}
+        ),
+        "dependency_rate": outcome.stats.get("dependency_rate", {}).get("rate", "n/a"),
+        "distributions": dg.MetadataValue.md(
+            md_table(
+                [
+                    {"what": k.replace("_", " "), "histogram": ", ".join(f"{a}: {b}" for a, b in v.items())}
+                    for k, v in outcome.stats.items()
+                ]
+            )
         ),
         "exports": dg.MetadataValue.path(str(outcome.directory)),
         "dataset_card": dg.MetadataValue.md(outcome.card),

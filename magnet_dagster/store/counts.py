@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from magnet_dagster.store.lineage import LineageStore
 
 STAGE_COUNTS_SQL = """
@@ -34,3 +37,50 @@ def stage_yields(counts: dict[str, int]) -> dict[str, tuple[int, int]]:
         "queries (paths kept)": (c["paths"], c["paths_with_queries"]),
         "trajectories (paths distilled)": (c["paths_with_queries"], c["trajectories"]),
     }
+
+
+#: per node operation (and shape), how many paths reach each stage
+OPERATION_SURVIVAL_SQL = """
+WITH ops AS (
+  SELECT DISTINCT path_id, unnest(list_append(operations, coalesce(shape, 'multi_turn'))) AS operation
+  FROM paths WHERE tool_set = $1
+)
+SELECT o.operation,
+       count(DISTINCT o.path_id) AS paths,
+       count(DISTINCT q.path_id) AS with_queries,
+       count(DISTINCT d.path_id) AS distilled,
+       count(DISTINCT s.path_id) AS exported
+FROM ops o
+LEFT JOIN (SELECT DISTINCT path_id FROM turns WHERE tool_set = $1) q ON q.path_id = o.path_id
+LEFT JOIN (SELECT path_id FROM trajectories WHERE tool_set = $1) d ON d.path_id = o.path_id
+LEFT JOIN (SELECT path_id FROM splits WHERE tool_set = $1) s ON s.path_id = o.path_id
+GROUP BY o.operation ORDER BY o.operation
+"""
+
+REJECTIONS_SQL = """
+SELECT stage, rule, count(*) AS paths FROM path_rejections WHERE tool_set = $1
+GROUP BY stage, rule ORDER BY paths DESC, stage, rule
+"""
+
+
+def operation_survival(store: LineageStore, tool_set: str) -> list[dict[str, Any]]:
+    return store.query(OPERATION_SURVIVAL_SQL, [tool_set])
+
+
+def rejections_by_rule(store: LineageStore, tool_set: str) -> list[dict[str, Any]]:
+    return store.query(REJECTIONS_SQL, [tool_set])
+
+
+@dataclass
+class PartitionCounts:
+    """Everything the card and the splits metadata count for one tool set."""
+
+    stages: dict[str, int]
+    survival: list[dict[str, Any]]
+    rejections: list[dict[str, Any]]
+
+
+def partition_counts(store: LineageStore, tool_set: str) -> PartitionCounts:
+    return PartitionCounts(
+        stage_counts(store, tool_set), operation_survival(store, tool_set), rejections_by_rule(store, tool_set)
+    )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from magnet_dagster.graph.paths import MULTI_TURN, SignaturePath, operation_mix
-from magnet_dagster.store.counts import stage_yields
+from magnet_dagster.store.counts import PartitionCounts, stage_yields
 from magnet_dagster.synthesis.distillation import contains_hint
 from magnet_dagster.synthesis.splits import SplitAssignment
 from magnet_dagster.tools.messages import announced_tools
@@ -103,50 +103,133 @@ def write_parquet(path: Path, rows: list[dict[str, Any]]) -> None:
     tmp.replace(path)
 
 
+def _scalars(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _scalars(v)]
+    if isinstance(value, list):
+        return [x for v in value for x in _scalars(v)]
+    return [] if value is None or isinstance(value, bool) else [value]
+
+
+def _result_values(content: Any) -> set[str]:
+    try:
+        return {json.dumps(v) for v in _scalars(json.loads(content))}
+    except (TypeError, ValueError):
+        return set()
+
+
 def conversation_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    turns = Counter(sum(1 for m in r["messages"] if m["role"] == "user") for r in rows)
-    calls = Counter(sum(len(m.get("tool_calls") or []) for m in r["messages"]) for r in rows)
+    """Distributions a user would rather see than read: turns per conversation, calls per turn,
+    assistant steps per call turn, and the dependency rate (the share of calls with an argument
+    equal to a value an earlier tool result returned, i.e. taken from an earlier output)."""
+    turns: Counter[int] = Counter()
+    calls_per_turn: Counter[int] = Counter()
+    steps_per_turn: Counter[int] = Counter()
+    calls = dependent = 0
+    for row in rows:
+        seen: set[str] = set()
+        per_turn: list[tuple[int, int]] = []  # (calls, steps) per user turn
+        for m in row["messages"]:
+            if m["role"] == "user":
+                per_turn.append((0, 0))
+            elif m["role"] == "tool":
+                seen |= _result_values(m.get("content"))
+            elif m["role"] == "assistant" and m.get("tool_calls") and per_turn:
+                n, steps = per_turn[-1]
+                per_turn[-1] = (n + len(m["tool_calls"]), steps + 1)
+                for tc in m["tool_calls"]:
+                    calls += 1
+                    args = _scalars(json.loads(tc["function"]["arguments"] or "{}"))
+                    dependent += any(json.dumps(a) in seen for a in args)
+        turns[len(per_turn)] += 1
+        calls_per_turn.update(n for n, _ in per_turn)
+        steps_per_turn.update(steps for n, steps in per_turn if n)
     return {
         "user_turns_per_conversation": dict(sorted(turns.items())),
-        "calls_per_conversation": dict(sorted(calls.items())),
+        "calls_per_turn": dict(sorted(calls_per_turn.items())),
+        "steps_per_call_turn": dict(sorted(steps_per_turn.items())),
+        "dependency_rate": {
+            "calls": calls,
+            "from_earlier_outputs": dependent,
+            "rate": f"{dependent / calls:.1%}" if calls else "n/a",
+        },
     }
 
 
-def dataset_card(
-    tool_set: str,
-    counts: dict[str, Any],
-    yields: dict[str, Any],
-    operation_mix: dict[str, int],
-    stats: dict[str, Any],
-    examples: list[dict[str, Any]],
-    shapes: dict[str, tuple[int, int]] | None = None,
-) -> str:
-    """The card a user reads first; `shapes` maps each shape to (paths, exported conversations)."""
+@dataclass
+class CardFacts:
+    """What the dataset card reports for one tool set."""
+
+    tool_set: str
+    counts: dict[str, Any]
+    yields: dict[str, Any]
+    operation_mix: dict[str, int]
+    stats: dict[str, Any]
+    examples: list[dict[str, Any]]
+    #: shape -> (paths, exported conversations)
+    shapes: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: per operation: paths, with_queries, distilled, exported
+    survival: list[dict[str, Any]] = field(default_factory=list)
+    #: stage, rule, paths
+    rejections: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _table(rows: list[dict[str, Any]], empty: str) -> list[str]:
+    if not rows:
+        return [empty]
+    cols = list(rows[0])
+    return [
+        "| " + " | ".join(cols) + " |",
+        "|" + "---|" * len(cols),
+        *("| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows),
+    ]
+
+
+def dataset_card(facts: CardFacts) -> str:
+    """The card a user reads first."""
     lines = [
-        f"# Dataset card: `{tool_set}`",
+        f"# Dataset card: `{facts.tool_set}`",
         "",
         "Multi-turn tool-use conversations synthesised with the Magnet method "
         "(function graph -> signature paths -> back-and-forth translation -> context distillation).",
         "",
         "## Counts",
         "",
-        "| what | rows |",
-        "|---|---|",
+        *_table([{"what": k, "rows": v} for k, v in facts.counts.items()], "_none_"),
+        "",
+        "## Yield per stage",
+        "",
+        *_table(
+            [
+                {"stage": stage, "in": n_in, "out": n_out, "yield": f"{n_out / n_in:.1%}" if n_in else "n/a"}
+                for stage, (n_in, n_out) in facts.yields.items()
+            ],
+            "_none_",
+        ),
+        "",
+        "## Paths surviving each stage, by operation",
+        "",
+        *_table(facts.survival, "_no paths_"),
+        "",
+        "## Rejections by rule",
+        "",
+        *_table(facts.rejections, "_no path was dropped_"),
+        "",
+        "## Shape mix",
+        "",
+        *_table([{"shape": k, "paths": p, "conversations": c} for k, (p, c) in sorted(facts.shapes.items())], "_none_"),
+        "",
+        "## Operation mix (paths)",
+        "",
+        *_table([{"operation": k, "count": v} for k, v in sorted(facts.operation_mix.items())], "_none_"),
+        "",
+        "## Distributions",
+        "",
     ]
-    lines += [f"| {k} | {v} |" for k, v in counts.items()]
-    lines += ["", "## Yield per stage", "", "| stage | in | out | yield |", "|---|---|---|---|"]
-    for stage, (n_in, n_out) in yields.items():
-        ratio = f"{n_out / n_in:.1%}" if n_in else "n/a"
-        lines.append(f"| {stage} | {n_in} | {n_out} | {ratio} |")
-    lines += ["", "## Shape mix", "", "| shape | paths | conversations |", "|---|---|---|"]
-    lines += [f"| {k} | {p} | {c} |" for k, (p, c) in sorted((shapes or {}).items())] or ["| (none) | 0 | 0 |"]
-    lines += ["", "## Operation mix (paths)", "", "| operation | count |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in sorted(operation_mix.items())] or ["| (none) | 0 |"]
-    lines += ["", "## Distributions", ""]
-    for name, hist in stats.items():
+    for name, hist in facts.stats.items():
         lines.append(f"- {name.replace('_', ' ')}: " + ", ".join(f"{k}: {v}" for k, v in hist.items()))
     lines += ["", "## Examples", ""]
-    for ex in examples:
+    for ex in facts.examples:
         lines += ["```", *(_render(m) for m in ex["messages"]), "```", ""]
     lines += [
         "## Files",
@@ -172,6 +255,7 @@ class ExportOutcome:
     card: str
     #: shape -> (paths of that shape, exported conversations of that shape)
     shapes: dict[str, tuple[int, int]]
+    stats: dict[str, Any] = field(default_factory=dict)
 
 
 def export_partition(
@@ -180,13 +264,10 @@ def export_partition(
     assignment: SplitAssignment,
     pairs: list[dict[str, Any]],
     path_rows: list[dict[str, Any]],
-    counts: dict[str, Any],
+    counts: PartitionCounts,
 ) -> ExportOutcome:
-    """Write the SFT and preference files (JSONL, and Parquet when not empty) and the dataset card;
-    `counts` are the partition's stage counts (`store.counts`)."""
+    """Write the SFT and preference files (JSONL, and Parquet when not empty) and the dataset card."""
     kept, split_of = assignment.kept, {r["trajectory_id"]: r["split"] for r in assignment.rows}
-    yields = stage_yields(counts)
-    counts = counts | {"duplicates_removed": assignment.duplicates}
     sft = [sft_row(t, split_of[t["trajectory_id"]]) for t in kept]
     tools_of = {t["trajectory_id"]: t["tools"] for t in kept}
     pref = [
@@ -204,9 +285,22 @@ def export_partition(
     shape_of = {p["path_id"]: p.get("shape") or MULTI_TURN for p in path_rows}
     exported = Counter(shape_of.get(t["path_id"], MULTI_TURN) for t in kept)
     shapes = {shape: (n, exported[shape]) for shape, n in Counter(shape_of.values()).items()}
-    card = dataset_card(tool_set, counts, yields, operation_mix(paths), conversation_stats(sft), sft[:2], shapes)
+    stats = conversation_stats(sft)
+    card = dataset_card(
+        CardFacts(
+            tool_set,
+            counts.stages | {"duplicates_removed": assignment.duplicates},
+            stage_yields(counts.stages),
+            operation_mix(paths),
+            stats,
+            sft[:2],
+            shapes,
+            counts.survival,
+            counts.rejections,
+        )
+    )
     (directory / "dataset_card.md").write_text(card)
-    return ExportOutcome(directory, sft, pref, card, shapes)
+    return ExportOutcome(directory, sft, pref, card, shapes, stats)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
