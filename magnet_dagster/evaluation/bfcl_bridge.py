@@ -6,6 +6,14 @@ text. Here that function is swapped, for the duration of a check, for one with t
 signature and result format that parses each call with `ast` and runs it through the
 allow-list `Dispatcher`. Instances are cached per (model name, entry id), as bfcl does, so
 callers use a unique model name per evaluation to keep state from leaking between them.
+
+The student is run on an entry as bfcl's harness runs a function-calling model
+(`model_handler/base_handler.py`, `inference_multi_turn_FC`): the involved classes'
+functions in func-doc order less the held-out ones, which are added at their turn with
+bfcl's FC prompt as that turn's user message; each turn steps until the student answers
+without a call, and a student still calling after `MAXIMUM_STEP_LIMIT` (20) steps is forced
+to quit, which fails the entry. `entry_trajectory` turns an entry into a stored conversation
+so the project's own runner can replay it (the agreement tests use that).
 """
 
 from __future__ import annotations
@@ -14,21 +22,26 @@ import asyncio
 import copy
 import importlib
 import json
+import math
 import os
 import sys
 import tempfile
 import types
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from magnet_dagster.evaluation.runner import MAX_STEPS_PER_TURN, student_turn
+from magnet_dagster.graph.paths import CALL, IRRELEVANT, MISS_FUNC, MISS_PARAMS
 from magnet_dagster.tools import bfcl
 from magnet_dagster.tools.calls import CallParseError, ToolCall, calls_mismatch, parse_python_call
 from magnet_dagster.tools.dispatcher import Dispatcher
+from magnet_dagster.tools.executors import DispatchExecutor
 from magnet_dagster.tools.formats import function_from_object
+from magnet_dagster.tools.messages import ADDITIONAL_FUNCTIONS_PROMPT, holdout_message, tool_messages
 from magnet_dagster.tools.spec import FunctionSpec
 
 _instances: dict[tuple[str, str], dict[str, object]] = {}
@@ -50,6 +63,28 @@ def _result_text(value: Any) -> str:
     return str(value)
 
 
+def entry_instances(initial_config: dict, involved_classes: list, long_context: bool = False) -> dict[str, object]:
+    """Fresh instances of an entry's classes, loaded with its initial config (as bfcl does)."""
+    _, _, stateless = bfcl.class_files()
+    instances: dict[str, object] = {}
+    for name in involved_classes:
+        obj = bfcl.load_class(name)()
+        if name not in stateless:
+            obj._load_scenario(copy.deepcopy(initial_config.get(name, {})), long_context=long_context)
+        instances[name] = obj
+    return instances
+
+
+def _public_methods(instances: dict[str, object]) -> set[str]:
+    return {m for obj in instances.values() for m in dir(type(obj)) if not m.startswith("_")}
+
+
+def is_long_context(entry: dict[str, Any]) -> bool:
+    """bfcl's rule (`multi_turn_checker`, `inference_multi_turn_FC`): from the entry id's category."""
+    category = entry["id"].rsplit("_", 1)[0]
+    return "long_context" in category or "composite" in category
+
+
 def dispatcher_execute(
     func_call_list: list[str],
     initial_config: dict,
@@ -60,19 +95,12 @@ def dispatcher_execute(
     is_evaL_run: bool = False,
 ) -> tuple[list[str], dict[str, object]]:
     """Drop-in for bfcl's `execute_multi_turn_func_call`, without `eval`."""
-    _, _, stateless = bfcl.class_files()
     key = (model_name + ("_eval" if is_evaL_run else ""), test_entry_id)
     instances = _instances.get(key)
     if instances is None:
-        instances = {}
-        for name in involved_classes:
-            obj = bfcl.load_class(name)()
-            if name not in stateless:
-                obj._load_scenario(copy.deepcopy(initial_config.get(name, {})), long_context=long_context)
-            instances[name] = obj
+        instances = entry_instances(initial_config, involved_classes, long_context)
         _instances[key] = instances
-    allowed = {m for obj in instances.values() for m in dir(type(obj)) if not m.startswith("_")}
-    dispatcher = Dispatcher.for_instances(instances, allowed)
+    dispatcher = Dispatcher.for_instances(instances, _public_methods(instances))
     results = []
     for text in func_call_list:
         try:
@@ -86,6 +114,13 @@ def dispatcher_execute(
         else:
             results.append(_result_text(output))
     return results, instances
+
+
+def entry_executor(entry: dict[str, Any]) -> DispatchExecutor:
+    """The project's executor over an entry's classes from its initial config (the same
+    instances and dispatcher `dispatcher_execute` uses), for the project's own runner."""
+    instances = entry_instances(entry["initial_config"], entry["involved_classes"], is_long_context(entry))
+    return DispatchExecutor(Dispatcher.for_instances(instances, _public_methods(instances)), instances)
 
 
 @contextmanager
@@ -152,8 +187,6 @@ def load_category(category: str) -> list[tuple[dict[str, Any], list[list[str]]]]
     }
     return [(e, answers[e["id"]]) for e in entries if e["id"] in answers]
 
-
-# ------------------------------------------------------------------ student runs
 
 # ------------------------------------------------------------ single-turn AST
 
@@ -227,96 +260,207 @@ LEADERBOARD_COLUMNS = {
     "multi_turn_miss_param": "Miss Param",
     "multi_turn_long_context": "Long Context",
 }
+#: entries per category when the student is not served by vLLM (a smoke run on the local model)
+SMALL_RUN_ENTRIES = 3
+#: entries run at once (each holds its own class instances)
+ENTRIES_IN_FLIGHT = 32
+
+
+def default_entries_per_category(student_kind: str) -> int | None:
+    """All entries (None) when the student is served by vLLM, else a small smoke run."""
+    return None if student_kind == "vllm" else SMALL_RUN_ENTRIES
 
 
 def turn_tools(entry: dict[str, Any], specs: dict[str, FunctionSpec], turn: int) -> list[dict[str, Any]]:
-    """Tools offered at `turn`: excluded ones never, missed ones only from their turn on."""
-    excluded = set(entry.get("excluded_function") or [])
-    missed = {name: int(t) for t, names in (entry.get("missed_function") or {}).items() for name in names}
-    return [
-        s.openai_tool()
-        for n, s in sorted(specs.items())
-        if n not in excluded and (n not in missed or turn >= missed[n])
-    ]
+    """The tools bfcl offers at `turn`, in its order.
+
+    bfcl (`utils.populate_test_cases_with_predefined_functions`) offers every function of the
+    involved classes in their func-doc order, less the held-out ones; `inference_multi_turn_FC`
+    appends a turn's held-out functions when that turn comes. `excluded_function` in the data
+    is not read by the installed bfcl, so it is not applied here either.
+    """
+    holdout = sorted(((int(t), names) for t, names in (entry.get("missed_function") or {}).items()))
+    held = {name for _, names in holdout for name in names}
+    offered = [s.openai_tool() for n, s in specs.items() if n not in held]
+    for t, names in holdout:
+        if t <= turn:
+            offered += [specs[n].openai_tool() for n in names if n in specs]
+    return offered
+
+
+def _parameter_order(specs: dict[str, FunctionSpec]) -> Callable[[str], list[str] | None]:
+    return lambda name: list(specs[name].properties) if name in specs else None
+
+
+def entry_trajectory(entry: dict[str, Any], ground_truth: list[list[str]]) -> dict[str, Any]:
+    """A BFCL entry as a stored test conversation (messages, tools, `turn_meta`), so the
+    project's own runner can replay it: the reference steps are the ground truth (one step
+    per turn) with their executed results; a held-out turn's user message is
+    `holdout_message`; a turn without ground-truth calls is `miss_func` when functions are
+    added at the next turn, `miss_params` in the miss-param category, else `irrelevant`."""
+    specs = class_specs(entry["involved_classes"])
+    order = _parameter_order(specs)
+    holdout = {int(t): list(names) for t, names in (entry.get("missed_function") or {}).items()}
+    category = entry["id"].rsplit("_", 1)[0]
+    oracle = entry_executor(entry)
+    messages: list[dict[str, Any]] = []
+    meta: list[dict[str, Any]] = []
+    try:
+        for t, question in enumerate(entry["question"]):
+            if t in holdout:
+                messages.append(holdout_message([specs[n] for n in holdout[t] if n in specs]))
+            else:
+                messages.extend(question)
+            calls = [parse_python_call(c, order) for c in ground_truth[t]]
+            if calls:
+                outputs = [oracle.dispatcher.execute(c) for c in calls]
+                assistant, results = tool_messages(calls, outputs, t)
+                messages += [assistant, *results, {"role": "assistant", "content": "Done."}]
+                kind = CALL
+            else:
+                kind = MISS_FUNC if t + 1 in holdout else MISS_PARAMS if "miss_param" in category else IRRELEVANT
+                messages.append({"role": "assistant", "content": "I cannot do that with the functions I have."})
+            meta.append(
+                {"kind": kind, "missing": [], "functions": [c.name for c in calls], "holdout": holdout.get(t, [])}
+            )
+    finally:
+        oracle.close()
+    return {
+        "trajectory_id": entry["id"],
+        "path_id": entry["id"],
+        "messages": messages,
+        "tools": turn_tools(entry, specs, 0),
+        "turn_meta": meta,
+        "operations": [],
+    }
 
 
 async def run_student_on_entry(
-    client: Any, entry: dict[str, Any], category: str, max_steps: int = 4
+    client: Any, entry: dict[str, Any], category: str, max_steps: int = MAX_STEPS_PER_TURN
 ) -> list[list[list[str]]]:
     """The student's decoded calls for one BFCL entry: turn -> step -> call strings.
 
-    Each step's calls are executed through the dispatcher and their results fed back,
-    until the student answers without a call or `max_steps` is reached.
+    bfcl's `inference_multi_turn_FC`, step for step: a held-out turn (no question of its own)
+    adds its functions and sends bfcl's FC prompt; each step's calls run through the
+    dispatcher and their results are fed back (string results as they are), until the
+    student answers without a call; a student still calling after `max_steps` steps is
+    forced to quit and the entry ends there (fewer turns than the ground truth: invalid).
     """
-    from magnet_dagster.llm.client import LLMRequest
-    from magnet_dagster.tools.messages import tool_messages
-
     specs = class_specs(entry["involved_classes"])
     model_name = f"magnet_student_{uuid.uuid4().hex[:12]}"
+    holdout = entry.get("missed_function") or {}
     history: list[dict[str, Any]] = []
     decoded: list[list[list[str]]] = []
+
+    async def execute(calls: list[ToolCall]) -> list[Any]:
+        texts = [c.python() for c in calls]
+        outputs, _ = dispatcher_execute(
+            texts, entry["initial_config"], entry["involved_classes"], model_name, entry["id"], is_long_context(entry)
+        )
+        return outputs
+
     try:
         for turn, messages in enumerate(entry["question"]):
+            if str(turn) in holdout:
+                messages = [{"role": "user", "content": ADDITIONAL_FUNCTIONS_PROMPT}]
             history.extend(messages)
-            steps: list[list[str]] = []
-            for step in range(max_steps):
-                reply = await client.chat(
-                    LLMRequest(
-                        messages=list(history), tools=turn_tools(entry, specs, turn), temperature=0.0, max_tokens=256
-                    )
-                )
-                calls = reply.tool_calls() if reply.ok else []
-                if not calls:
-                    history.append({"role": "assistant", "content": reply.content})
-                    break
-                texts = [c.python() for c in calls]
-                outputs, _ = dispatcher_execute(
-                    texts,
-                    entry["initial_config"],
-                    entry["involved_classes"],
-                    model_name,
-                    entry["id"],
-                    long_context="long_context" in category,
-                )
-                assistant, results = tool_messages(calls, outputs, f"{turn}_{step}")
-                history += [assistant, *results]
-                steps.append(texts)
-            decoded.append(steps)
+            done = await student_turn(
+                client, history, turn_tools(entry, specs, turn), execute, max_steps, 256, str(turn), True
+            )
+            decoded.append([[c.python() for c in step.calls] for step in done.call_steps])
+            if done.forced_quit:
+                break
     finally:
         for key in [k for k in _instances if k[0] == model_name]:
             del _instances[key]
     return decoded
 
 
+def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float] | None:
+    """The Wilson score interval of a proportion (95% by default); None when n is 0."""
+    if n <= 0:
+        return None
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def category_scores(results: dict[str, list[bool]]) -> list[dict[str, Any]]:
+    """Per category: entries, correct, accuracy and its 95% Wilson interval."""
+    out = []
+    for category, verdicts in results.items():
+        n, k = len(verdicts), sum(verdicts)
+        interval = wilson_interval(k, n)
+        out.append(
+            {
+                "category": category,
+                "entries": n,
+                "correct": k,
+                "accuracy": round(k / n, 4) if n else None,
+                "ci95_low": round(interval[0], 4) if interval else None,
+                "ci95_high": round(interval[1], 4) if interval else None,
+            }
+        )
+    return out
+
+
+def _pct(value: float | None) -> str:
+    return f"{value:.2%}" if value is not None else "n/a"
+
+
 def leaderboard_table(results: dict[str, list[bool]], model: str) -> list[dict[str, Any]]:
-    """BFCL's multi-turn leaderboard layout: overall accuracy, then one column per category."""
-    row: dict[str, Any] = {"Model": model}
+    """BFCL's multi-turn leaderboard layout (overall accuracy, the unweighted mean of the
+    categories, then one column per category), with a row of entry counts and a row of 95%
+    Wilson intervals under it."""
+    accuracy: dict[str, Any] = {"Model": model}
+    entries: dict[str, Any] = {"Model": "entries"}
+    interval: dict[str, Any] = {"Model": "95% interval (Wilson)"}
     accuracies = []
     for category, column in LEADERBOARD_COLUMNS.items():
         verdicts = results.get(category, [])
-        acc = sum(verdicts) / len(verdicts) if verdicts else None
-        row[column] = f"{acc:.2%}" if acc is not None else "n/a"
+        n, k = len(verdicts), sum(verdicts)
+        acc = k / n if n else None
+        bounds = wilson_interval(k, n)
+        accuracy[column] = _pct(acc)
+        entries[column] = n
+        interval[column] = f"{bounds[0]:.1%}–{bounds[1]:.1%}" if bounds else "n/a"
         if acc is not None:
             accuracies.append(acc)
     overall = sum(accuracies) / len(accuracies) if accuracies else None
     return [
+        {"Model": accuracy["Model"], "Multi Turn Overall Acc": _pct(overall), **accuracy},
         {
-            "Model": model,
-            "Multi Turn Overall Acc": f"{overall:.2%}" if overall is not None else "n/a",
-            **{k: v for k, v in row.items() if k != "Model"},
-        }
+            "Model": entries["Model"],
+            "Multi Turn Overall Acc": sum(v for k, v in entries.items() if k != "Model"),
+            **entries,
+        },
+        {"Model": interval["Model"], "Multi Turn Overall Acc": "n/a (mean of categories)", **interval},
     ]
 
 
+FORCE_TERMINATED = (
+    "Model was force-terminated during inference phase. The length of the model result turns ({got}) does not "
+    "match the length of the ground truth turns ({want})."
+)
+
+
 async def run_bfcl_categories(
-    client: Any, categories: list[str], entries_per_category: int, max_steps: int, run_id: str
+    client: Any, categories: list[str], entries_per_category: int | None, max_steps: int, run_id: str
 ) -> tuple[list[dict[str, Any]], dict[str, list[bool]]]:
-    """(`eval_results` rows, verdicts by category) for the first entries of each BFCL category."""
+    """(`eval_results` rows, verdicts by category) for the first entries of each BFCL category
+    (all of them when `entries_per_category` is None)."""
     items = [(cat, entry, gt) for cat in categories for entry, gt in load_category(cat)[:entries_per_category]]
+    gate = asyncio.Semaphore(ENTRIES_IN_FLIGHT)
 
     async def one(cat: str, entry: dict[str, Any], gt: list[list[str]]) -> dict[str, Any]:
-        decoded = await run_student_on_entry(client, entry, cat, max_steps)
-        verdict = bfcl_verdict(decoded, gt, entry, cat)
+        async with gate:
+            decoded = await run_student_on_entry(client, entry, cat, max_steps)
+        if len(decoded) != len(gt):  # bfcl's eval_runner: force-terminated entries fail
+            verdict = {"valid": False, "error_message": FORCE_TERMINATED.format(got=len(decoded), want=len(gt))}
+        else:
+            verdict = bfcl_verdict(decoded, gt, entry, cat)
         return {
             "result_id": f"{run_id[:8]}-{entry['id']}",
             "tool_set": "bfcl",
@@ -325,7 +469,7 @@ async def run_bfcl_categories(
             "trajectory_id": entry["id"],
             "turn_index": -1,
             "kind": cat,
-            "expected": None,
+            "expected": gt,
             "got": decoded,
             "verdict": bool(verdict["valid"]),
             "reason": verdict.get("error_message"),
@@ -334,7 +478,7 @@ async def run_bfcl_categories(
         }
 
     rows = list(await asyncio.gather(*(one(*item) for item in items)))
-    by_category: dict[str, list[bool]] = {}
+    by_category: dict[str, list[bool]] = {cat: [] for cat in categories}
     for row in rows:
-        by_category.setdefault(row["kind"], []).append(row["verdict"])
+        by_category[row["kind"]].append(row["verdict"])
     return rows, by_category

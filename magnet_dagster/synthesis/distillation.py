@@ -25,7 +25,7 @@ from magnet_dagster.llm.client import LLMClient, LLMRequest
 from magnet_dagster.synthesis.results import TRAJECTORIES, Partition, PathRejection, TurnResult
 from magnet_dagster.synthesis.translation import calls_schema
 from magnet_dagster.tools.calls import CallParseError, ToolCall, calls_mismatch
-from magnet_dagster.tools.messages import asks_for, asks_or_refuses, holdout_message, tool_messages
+from magnet_dagster.tools.messages import asks_for_parameters, asks_or_refuses, holdout_message, tool_messages
 from magnet_dagster.tools.spec import FunctionSpec, stable_id
 
 SYSTEM_PROMPT = "You are a helpful assistant that can call functions to complete the user's requests."
@@ -288,7 +288,9 @@ async def positive_trajectory(
             if not out.ok:
                 return _reject(i, "teacher_failed", out.reason or "teacher failed")
             content = out.messages[0]["content"]
-            if not (asks_for(content, turn.missing) if turn.kind == MISS_PARAMS else asks_or_refuses(content)):
+            if not (
+                asks_for_parameters(content, turn.missing) if turn.kind == MISS_PARAMS else asks_or_refuses(content)
+            ):
                 return _reject(
                     i,
                     "no_ask_or_refusal",

@@ -27,11 +27,13 @@ from magnet_dagster.graph.judge import describe
 from magnet_dagster.graph.paths import CALL, IRRELEVANT, MISS_FUNC, MISS_PARAMS, SignaturePath, Turn, distractor_count
 from magnet_dagster.llm.client import LLMClient, LLMRequest
 from magnet_dagster.synthesis.dependencies import (
+    Dependency,
     Mappings,
     call_steps,
     dependencies,
     dependency_problem,
     leaked_values,
+    output_value,
 )
 from magnet_dagster.synthesis.options import SynthesisOptions
 from magnet_dagster.synthesis.results import QUERIES, Partition, PathRejection, TurnResult
@@ -77,7 +79,7 @@ Conversation so far:
 {history}
 Results already available:
 {outputs}
-Request: {query}
+{carried}Request: {query}
 Give the calls that fulfil the request, with argument values taken from the request or from
 the earlier results. Answer with JSON {{"calls": [{{"name": ..., "arguments": {{...}}}}]}}."""
 
@@ -240,6 +242,16 @@ def offered_tools(path: SignaturePath, turn_index: int, distractors: list[str]) 
     names = [n for n in dict.fromkeys(path.functions + distractors) if arrives.get(n, 0) <= turn_index]
     turn = path.turns[turn_index]
     return [n for n in names if n not in turn.target] if turn.kind == IRRELEVANT else names
+
+
+def _carried(deps: list[Dependency], latest: dict[str, Any]) -> str:
+    """`parameter=value` for the mapped arguments whose source has run (the step's real inputs)."""
+    pairs = []
+    for dep in deps:
+        found, value = output_value(latest[dep.source], dep.field) if dep.source in latest else (False, None)
+        if found:
+            pairs.append(f"{dep.parameter}={json.dumps(value)[:120]}")
+    return ", ".join(dict.fromkeys(pairs))
 
 
 def _latest_outputs(done: list[TurnResult]) -> dict[str, Any]:
@@ -429,9 +441,20 @@ async def _forward(
         # Forward translation sees the step's signatures, as in the paper; the checks below still
         # refuse calls that use them wrongly (one twice, another left out).
         offered = [ctx.specs[n] for n in dict.fromkeys(functions)]
-        step = await _translate_forward(
-            ctx.client, request, offered, done, outputs, len(functions), True, seed * 10 + s, ids
+        known = [
+            dep
+            for f in dict.fromkeys(functions)
+            for dep in dependencies(f, called + [c.name for c in calls], ctx.mappings)
+        ]
+        ask = ForwardAsk(
+            request,
+            offered,
+            _history_text(done),
+            _outputs_text(done, outputs),
+            len(functions),
+            carried=_carried(known, latest),
         )
+        step = await _translate_forward(ctx.client, ask, seed * 10 + s, ids)
         if isinstance(step, str):
             return _reject(index, "forward_translation_failed", step)
         if sorted(c.name for c in step) != sorted(functions):
@@ -481,35 +504,36 @@ async def _forward(
     )
 
 
-async def _translate_forward(
-    client: LLMClient,
-    query: str,
-    offered: list[FunctionSpec],
-    done: list[TurnResult],
-    current: list[Any],
-    count: int,
-    exact: bool,
-    seed: int,
-    ids: list[str],
-) -> list[ToolCall] | str:
-    """Query -> calls among `offered` (`count` of them when `exact`), or why there are none;
-    `current` are this turn's outputs so far (earlier steps)."""
+@dataclass(frozen=True)
+class ForwardAsk:
+    """One forward translation: the request, the functions to use and what is already known."""
+
+    query: str
+    offered: list[FunctionSpec]
+    history: str
+    outputs: str
+    count: int
+    exact: bool = True
+    #: `function.parameter=value` for arguments that must come from earlier results
+    carried: str = ""
+
+
+async def _translate_forward(client: LLMClient, ask: ForwardAsk, seed: int, ids: list[str]) -> list[ToolCall] | str:
+    """Query -> calls among the offered functions (`count` of them when `exact`), or why there are none."""
+    carried = f"Values that come from those results: {ask.carried}\n" if ask.carried else ""
+    prompt = FORWARD_PROMPT.format(
+        functions="\n".join(describe(s) for s in ask.offered),
+        history=ask.history,
+        outputs=ask.outputs,
+        carried=carried,
+        query=ask.query,
+    )
     reply = await client.chat(
         LLMRequest(
-            messages=[
-                {
-                    "role": "user",
-                    "content": FORWARD_PROMPT.format(
-                        functions="\n".join(describe(s) for s in offered),
-                        history=_history_text(done),
-                        outputs=_outputs_text(done, current),
-                        query=query,
-                    ),
-                }
-            ],
-            response_schema=calls_schema(offered, exact=count if exact else None),
+            messages=[{"role": "user", "content": prompt}],
+            response_schema=calls_schema(ask.offered, exact=ask.count if ask.exact else None),
             temperature=0.0,
-            max_tokens=96 * count + 64,
+            max_tokens=96 * ask.count + 64,
             seed=seed,
         )
     )
@@ -536,7 +560,8 @@ async def _round_trip(
     """An independent forward translation, offered every tool of the turn, must give the same
     first-step calls (later steps depend on outputs the request cannot know)."""
     offered = [ctx.specs[n] for n in tools if n in ctx.specs]
-    again = await _translate_forward(ctx.client, request, offered, done, [], len(calls), False, seed, ids)
+    ask = ForwardAsk(request, offered, _history_text(done), _outputs_text(done, []), len(calls), exact=False)
+    again = await _translate_forward(ctx.client, ask, seed, ids)
     mismatch = calls_mismatch(calls, [] if isinstance(again, str) else again, ctx.specs)
     return f"the query translates back to other calls: {mismatch}" if mismatch else None
 

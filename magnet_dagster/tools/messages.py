@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from magnet_dagster.tools.calls import ToolCall
@@ -67,20 +68,26 @@ def announced_tools(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [t for m in messages for t in split_holdout(m)[1]]
 
 
+_SEPARATOR = re.compile(r"[^0-9A-Za-z]+")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
 def parameter_words(name: str) -> list[str]:
-    """How a reply may name a parameter: `user_id` / `userId` -> "user_id", "user id", "userid"."""
-    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name).replace("_", " ").replace("-", " ").lower().strip()
-    return list(dict.fromkeys([name.lower(), spaced, spaced.replace(" ", "")]))
+    """`user_id` -> ["user", "id"], `startDate` -> ["start", "date"]."""
+    return [w.lower() for w in _SEPARATOR.split(_CAMEL.sub(" ", name)) if w]
 
 
-_ASKING = re.compile(r"\?|\b(please|could you|can you|what|which|provide|tell me|need)\b", re.I)
-
-
-def asks_for(text: str, params: list[str] | tuple[str, ...]) -> bool:
-    """Whether a reply asks the user for one of `params` (BFCL's miss_param: asking for another
-    value, or stating one, does not count); with no `params`, whether it asks at all."""
-    raw = (text or "").lower()
-    if not _ASKING.search(raw):
+def mentions_parameter(text: str, name: str) -> bool:
+    """Whether `text` names the parameter: its name, or its words as a phrase
+    ("user id", "user-id", "userid", "user IDs"), case-insensitively."""
+    words = parameter_words(name)
+    if not words:
         return False
-    spaced = " ".join(raw.replace("_", " ").split())
-    return not params or any(w in raw or w in spaced for p in params for w in parameter_words(p))
+    phrase = r"[\s_\-]*".join(re.escape(w) for w in words)
+    return bool(re.search(rf"(?<![0-9a-z]){phrase}(?:e?s)?(?![0-9a-z])", (text or "").lower()))
+
+
+def asks_for_parameters(text: str, parameters: Sequence[str]) -> bool:
+    """An ask on a `miss_params` turn: a question (or a "cannot without") that names every
+    missing parameter. An ask for some other parameter does not count."""
+    return asks_or_refuses(text) and all(mentions_parameter(text, p) for p in parameters)

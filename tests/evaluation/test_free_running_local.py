@@ -59,4 +59,5 @@ def test_free_running_evaluation_on_the_local_server(tmp_path, monkeypatch):
     for v in verdicts:
         assert v.verdict == (v.reason is None)
     calls = LineageStore(tmp_path / "l.duckdb").query("SELECT count(*) AS n FROM llm_calls WHERE NOT cache_hit")
-    assert calls[0]["n"] == 2, "one student request per turn, made for real"
+    requests = sum(v.call_steps + (not v.forced_quit) for v in verdicts if v.got is not None)
+    assert calls[0]["n"] == requests >= 2, "one student request per step, made for real, until it answers"

@@ -87,14 +87,14 @@ def test_free_running_executes_student_calls_and_compares_state(tmp_path):
 
 
 def test_a_withheld_function_is_offered_once_announced():
-    from magnet_dagster.evaluation.runner import tools_at
-    from magnet_dagster.synthesis.distillation import new_tools_message
+    from magnet_dagster.evaluation.runner import student_view, tools_at
+    from magnet_dagster.tools.messages import ADDITIONAL_FUNCTIONS_PROMPT, holdout_message
     from magnet_dagster.tools.spec import FunctionSpec
 
     late = FunctionSpec("close_ticket", "Close.", {"type": "object", "properties": {}})
     base = [{"type": "function", "function": {"name": "get_ticket", "parameters": {"type": "object"}}}]
     before = [{"role": "user", "content": "close it"}]
-    after = before + [{"role": "assistant", "content": "I can't."}, new_tools_message([late]),
-                      {"role": "user", "content": "now?"}]
+    after = before + [{"role": "assistant", "content": "I can't."}, holdout_message([late])]
     assert [t["function"]["name"] for t in tools_at(before, base)] == ["get_ticket"]
     assert [t["function"]["name"] for t in tools_at(after, base)] == ["get_ticket", "close_ticket"]
+    assert student_view(after)[-1] == {"role": "user", "content": ADDITIONAL_FUNCTIONS_PROMPT}, "BFCL's FC form"
