@@ -24,7 +24,7 @@ from magnet_dagster.graph.paths import CALL, IRRELEVANT, MISS_FUNC, MISS_PARAMS
 from magnet_dagster.llm.client import LLMClient, LLMRequest
 from magnet_dagster.synthesis.results import TRAJECTORIES, Partition, PathRejection, TurnResult
 from magnet_dagster.synthesis.translation import calls_schema
-from magnet_dagster.tools.calls import CallParseError, ToolCall, calls_mismatch
+from magnet_dagster.tools.calls import CallParseError, ToolCall, calls_mismatch, leaves
 from magnet_dagster.tools.messages import asks_for_parameters, asks_or_refuses, holdout_message, tool_messages
 from magnet_dagster.tools.spec import FunctionSpec, stable_id
 
@@ -163,14 +163,6 @@ _FAILURE_WORDS = re.compile(r"\b(error|fail(?:ed|s)?|could not|couldn't|cannot|c
 _WORD = re.compile(r"[^\W\d_]{2,}")
 
 
-def _scalars(value: Any) -> list[Any]:
-    if isinstance(value, dict):
-        return [x for v in value.values() for x in _scalars(v)]
-    if isinstance(value, list | tuple):
-        return [x for v in value for x in _scalars(v)]
-    return [value]
-
-
 def _failed(output: Any) -> bool:
     return isinstance(output, dict) and ("error" in output or output.get("ok") is False)
 
@@ -186,7 +178,7 @@ def reply_problem(content: str, outputs: list[Any]) -> str | None:
         return f"the reply is not prose for the user: {text[:80]!r}"
     if any(_failed(o) for o in outputs):
         return None if _FAILURE_WORDS.search(text) else "a call failed and the reply does not say so"
-    values = [v for v in _scalars(outputs) if v is not None and not isinstance(v, bool)]
+    values = [v for v in leaves(outputs) if v is not None and not isinstance(v, bool)]
     if not values:
         return None
     numbers = {float(n) for n in _NUMBER.findall(text)}
@@ -370,7 +362,7 @@ def _call_negatives(
         parallel = len({c.name for c in calls}) == 1
         return [Negative(i, starts[0], "missing_parallel_call" if parallel else "missing_call", tuple(calls[:-1]))]
     call = calls[0]
-    known = {json.dumps(x) for t in turns[:i] for o in t.outputs for x in _scalars(o)}
+    known = {json.dumps(x) for t in turns[:i] for o in t.outputs for x in leaves(o)}
     dependent = [k for k, v in call.arguments.items() if json.dumps(v) in known]
     if dependent:
         key = rng.choice(dependent)

@@ -25,6 +25,7 @@ from magnet_dagster.graph.paths import MULTI_TURN, SignaturePath, operation_mix
 from magnet_dagster.store.counts import PartitionCounts, stage_yields
 from magnet_dagster.synthesis.distillation import contains_hint
 from magnet_dagster.synthesis.splits import SplitAssignment
+from magnet_dagster.tools.calls import leaves
 from magnet_dagster.tools.messages import announced_tools
 from magnet_dagster.tools.spec import FunctionSpec
 
@@ -104,11 +105,7 @@ def write_parquet(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def _scalars(value: Any) -> list[Any]:
-    if isinstance(value, dict):
-        return [x for v in value.values() for x in _scalars(v)]
-    if isinstance(value, list):
-        return [x for v in value for x in _scalars(v)]
-    return [] if value is None or isinstance(value, bool) else [value]
+    return [v for v in leaves(value) if v is not None and not isinstance(v, bool)]
 
 
 def _result_values(content: Any) -> set[str]:

@@ -38,7 +38,7 @@ from magnet_dagster.synthesis.dependencies import (
 from magnet_dagster.synthesis.options import SynthesisOptions
 from magnet_dagster.synthesis.results import QUERIES, Partition, PathRejection, TurnResult
 from magnet_dagster.synthesis.values import suggest_values
-from magnet_dagster.tools.calls import ToolCall, calls_mismatch
+from magnet_dagster.tools.calls import ToolCall, calls_mismatch, leaves
 from magnet_dagster.tools.executors import Executor, ExecutorFactory, conversation_seed
 from magnet_dagster.tools.messages import ADDITIONAL_FUNCTIONS_PROMPT
 from magnet_dagster.tools.spec import FunctionSpec
@@ -116,14 +116,6 @@ def calls_schema(specs: list[FunctionSpec], exact: int | None = None) -> dict[st
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
-def _leaves(value: Any) -> list[Any]:
-    if isinstance(value, dict):
-        return [x for v in value.values() for x in _leaves(v)]
-    if isinstance(value, list | tuple):
-        return [x for v in value for x in _leaves(v)]
-    return [value]
-
-
 def _grounded(value: Any, text: str, numbers: set[float], known: list[Any]) -> bool:
     if isinstance(value, bool) or value is None:
         return True
@@ -134,14 +126,14 @@ def _grounded(value: Any, text: str, numbers: set[float], known: list[Any]) -> b
     if isinstance(value, str):
         v = " ".join(value.lower().split())
         return not v or v in text or any(isinstance(k, str) and k.lower() == value.lower() for k in known)
-    return all(_grounded(x, text, numbers, known) for x in _leaves(value))
+    return all(_grounded(x, text, numbers, known) for x in leaves(value))
 
 
 def ungrounded(call: ToolCall, texts: list[str], outputs: list[Any]) -> list[str]:
     """Arguments whose value is neither literal in the user's words nor an earlier output."""
     text = " ".join(" ".join(t.lower().split()) for t in texts)
     numbers = {float(n) for n in _NUMBER.findall(text)}
-    known = [x for o in outputs for x in _leaves(o)]
+    known = [x for o in outputs for x in leaves(o)]
     return [k for k, v in call.arguments.items() if not _grounded(v, text, numbers, known)]
 
 
@@ -227,7 +219,7 @@ def _states(value: Any, text: str) -> bool:
         return float(value) in {float(n) for n in _NUMBER.findall(text)}
     if isinstance(value, str):
         return bool(value.strip()) and " ".join(value.lower().split()) in " ".join(text.lower().split())
-    return all(_states(x, text) for x in _leaves(value)) and bool(_leaves(value))
+    return all(_states(x, text) for x in leaves(value)) and bool(leaves(value))
 
 
 def held_out(path: SignaturePath) -> dict[str, int]:

@@ -17,6 +17,15 @@ from typing import Any
 from magnet_dagster.tools.spec import FunctionSpec
 
 
+def leaves(value: Any) -> list[Any]:
+    """The scalar values inside a JSON value (arguments, results), in order."""
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in leaves(v)]
+    if isinstance(value, list | tuple):
+        return [x for v in value for x in leaves(v)]
+    return [value]
+
+
 class CallParseError(ValueError):
     """Text that is not a literal function call."""
 
