@@ -16,7 +16,8 @@ import dagster as dg
 
 from magnet_dagster.defs.common import md_table, run_with_llm, tool_sets
 from magnet_dagster.defs.resources import LineageStoreResource, LLMResource
-from magnet_dagster.evaluation.runner import MAX_STEPS_PER_TURN, evaluate, summarise, verdict_row
+from magnet_dagster.evaluation.runner import MAX_STEPS_PER_TURN, evaluate
+from magnet_dagster.evaluation.scoring import summarise, verdict_row
 from magnet_dagster.store.loaders import load_executor, load_specs, load_test_split
 from magnet_dagster.tools.executors import ExecutorFactory
 

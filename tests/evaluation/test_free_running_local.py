@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from magnet_dagster.evaluation.runner import FREE_RUNNING, free_running
+from magnet_dagster.evaluation.runner import free_running
+from magnet_dagster.evaluation.scoring import FREE_RUNNING
 from magnet_dagster.llm import local_server
 from magnet_dagster.llm.backends import BackendSettings, make_backend
 from magnet_dagster.llm.client import LLMClient

@@ -3,7 +3,8 @@
 import asyncio
 import json
 
-from magnet_dagster.evaluation.runner import FREE_RUNNING, free_running, score_turn, summarise, teacher_forced
+from magnet_dagster.evaluation.runner import free_running, teacher_forced
+from magnet_dagster.evaluation.scoring import FREE_RUNNING, score_turn, summarise
 from magnet_dagster.llm.client import LLMClient
 from magnet_dagster.store.lineage import LineageStore
 from magnet_dagster.tools.calls import ToolCall

@@ -9,9 +9,10 @@ import json
 
 import pytest
 
-from magnet_dagster.evaluation.runner import (
-    ASK_OR_REFUSE, FREE_RUNNING, TEACHER_FORCED, execution_mismatch, free_running,
-    missing_results, no_call_mismatch, reference_turns, summarise, teacher_forced, verdict_row,
+from magnet_dagster.evaluation.runner import free_running, reference_turns, teacher_forced
+from magnet_dagster.evaluation.scoring import (
+    ASK_OR_REFUSE, FREE_RUNNING, TEACHER_FORCED, execution_mismatch, missing_results, no_call_mismatch, summarise,
+    verdict_row,
 )
 from magnet_dagster.llm.client import LLMClient
 from magnet_dagster.store.lineage import LineageStore
