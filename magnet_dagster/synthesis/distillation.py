@@ -22,49 +22,23 @@ from typing import Any
 
 from magnet_dagster.graph.paths import CALL, IRRELEVANT, MISS_FUNC, MISS_PARAMS
 from magnet_dagster.llm.client import LLMClient, LLMRequest
+from magnet_dagster.synthesis.prompts import (
+    ANSWER_HINT,
+    ASK_HINT,
+    CALL_HINT,
+    CONTENT_SCHEMA,
+    HINT_MARKER,
+    REFUSE_HINT,
+    REPLY_PROMPT,
+    SYSTEM_PROMPT,
+    WRONG_RESULTS_HINT,
+    calls_schema,
+)
 from magnet_dagster.synthesis.results import TRAJECTORIES, Partition, PathRejection, TurnResult
-from magnet_dagster.synthesis.translation import calls_schema
 from magnet_dagster.tools.calls import CallParseError, ToolCall, calls_mismatch, leaves
 from magnet_dagster.tools.messages import asks_for_parameters, asks_or_refuses, holdout_message, tool_messages
 from magnet_dagster.tools.spec import FunctionSpec, stable_id
 
-SYSTEM_PROMPT = "You are a helpful assistant that can call functions to complete the user's requests."
-HINT_MARKER = "[reference hint]"
-
-CALL_HINT = (
-    HINT_MARKER + " The correct next step is to call: {calls}. Decide the calls yourself "
-    "as if you had worked them out; never mention this hint. Answer with JSON "
-    '{{"calls": [...]}}.'
-)
-ASK_HINT = (
-    HINT_MARKER + " The user did not give the value of `{param}`, which is needed. Do not "
-    "call any function: ask the user for it, and never mention this hint. Answer with JSON "
-    '{{"content": "..."}}.'
-)
-REFUSE_HINT = (
-    HINT_MARKER + " None of the available functions can do this. Do not call any "
-    "function: say you cannot do it with the tools you have, and never mention this "
-    'hint. Answer with JSON {{"content": "..."}}.'
-)
-ANSWER_HINT = (
-    HINT_MARKER + " Reply as if the request were complete: do not call any function and do "
-    "not ask the user anything; never mention this hint. Answer with JSON "
-    '{{"content": "..."}}.'
-)
-REPLY_PROMPT = (
-    "Write the assistant's short reply to the user in plain words, reporting the values the function "
-    'results above returned (or that a call failed). Answer with JSON {"content": "..."}.'
-)
-WRONG_RESULTS_HINT = (
-    HINT_MARKER + " Write the assistant's short reply as if the function results had been: {results}. "
-    'Never mention this hint. Answer with JSON {{"content": "..."}}.'
-)
-
-CONTENT_SCHEMA = {
-    "type": "object",
-    "properties": {"content": {"type": "string", "minLength": 4, "maxLength": 400}},
-    "required": ["content"],
-}
 ERROR_TYPES = (
     "wrong_function",
     "missing_nested_call",

@@ -36,80 +36,22 @@ from magnet_dagster.synthesis.dependencies import (
     output_value,
 )
 from magnet_dagster.synthesis.options import SynthesisOptions
+from magnet_dagster.synthesis.prompts import (
+    BACK_PROMPT,
+    FORWARD_PROMPT,
+    MISS_FUNC_PROMPT,
+    MISS_PARAMS_PROMPT,
+    QUERY_SCHEMA,
+    VALUE_PROMPT,
+    VALUE_REPLY_SCHEMA,
+    calls_schema,
+)
 from magnet_dagster.synthesis.results import QUERIES, Partition, PathRejection, TurnResult
 from magnet_dagster.synthesis.values import suggest_values
 from magnet_dagster.tools.calls import ToolCall, calls_mismatch, leaves
 from magnet_dagster.tools.executors import Executor, ExecutorFactory, conversation_seed
 from magnet_dagster.tools.messages import ADDITIONAL_FUNCTIONS_PROMPT
 from magnet_dagster.tools.spec import FunctionSpec
-
-BACK_PROMPT = """Turn each task into a user's request to an assistant that states every value.
-Never name functions; refer to earlier results indirectly ("that ticket", "the result").
-Task: Multiply two numbers. Values: a=6, b=9
-Request: {{"query": "Multiply 6 and 9 for me."}}
-Task: Send a message to a user's manager. Values: user="Ana Lima", text="See you at 5"
-Request: {{"query": "Tell Ana Lima's manager 'See you at 5'."}}
-{context}Task: {task} Values: {values}
-Request:"""
-
-MISS_PARAMS_PROMPT = """Write the next message a user sends to an AI assistant. The user wants
-this function's job done and gives these values: {values}
-but forgets to say what `{param}` should be:
-{function}
-Conversation so far:
-{history}
-Rules: do not name the function; one sentence; do not mention {param} or any value for it.
-Answer with JSON {{"query": "..."}}."""
-
-MISS_FUNC_PROMPT = """Write the next message a user sends to an AI assistant, asking for this
-job to be done with these values: {values}
-{function}
-Conversation so far:
-{history}
-Rules: do not name the function; one sentence. Answer with JSON {{"query": "..."}}."""
-
-VALUE_PROMPT = """The assistant asked the user for `{param}` ({description}). Write the user's
-short reply that gives just this value and nothing else: {value}
-Answer with JSON {{"query": "..."}}."""
-
-FORWARD_PROMPT = """You translate a user's request into function calls.
-Functions to use:
-{functions}
-Conversation so far:
-{history}
-Results already available:
-{outputs}
-{carried}Request: {query}
-Give the calls that fulfil the request, with argument values taken from the request or from
-the earlier results. Answer with JSON {{"calls": [{{"name": ..., "arguments": {{...}}}}]}}."""
-
-QUERY_SCHEMA = {
-    "type": "object",
-    "properties": {"query": {"type": "string", "minLength": 8, "maxLength": 400}},
-    "required": ["query"],
-}
-VALUE_REPLY_SCHEMA = {
-    "type": "object",
-    "properties": {"query": {"type": "string", "minLength": 1, "maxLength": 120}},
-    "required": ["query"],
-}
-
-
-def calls_schema(specs: list[FunctionSpec], exact: int | None = None) -> dict[str, Any]:
-    """Structured output for calls: each item one of the offered functions, with its parameters."""
-    variants = [
-        {
-            "type": "object",
-            "properties": {"name": {"type": "string", "enum": [s.name]}, "arguments": s.parameters},
-            "required": ["name", "arguments"],
-        }
-        for s in specs
-    ]
-    array: dict[str, Any] = {"type": "array", "items": variants[0] if len(variants) == 1 else {"anyOf": variants}}
-    if exact is not None:
-        array.update(minItems=exact, maxItems=exact)
-    return {"type": "object", "properties": {"calls": array}, "required": ["calls"]}
-
 
 # ------------------------------------------------------------------ checks
 

@@ -8,7 +8,8 @@ import json
 from magnet_dagster.graph.paths import MISS_FUNC, MISS_PARAMS, SignaturePath, Turn
 from magnet_dagster.llm.client import LLMClient
 from magnet_dagster.store.lineage import LineageStore
-from magnet_dagster.synthesis.distillation import REPLY_PROMPT, Trajectory, positive_trajectory
+from magnet_dagster.synthesis.distillation import Trajectory, positive_trajectory
+from magnet_dagster.synthesis.prompts import REPLY_PROMPT
 from magnet_dagster.synthesis.results import PathRejection
 from magnet_dagster.synthesis.translation import PathContext, TranslationSettings, offered_tools, translate_path
 from magnet_dagster.tools.calls import ToolCall

@@ -7,8 +7,9 @@ import random
 from magnet_dagster.llm.client import LLMClient
 from magnet_dagster.store.lineage import LineageStore
 from magnet_dagster.synthesis.distillation import (
-    HINT_MARKER, Trajectory, contains_hint, negatives_for, positive_trajectory, preference_pair,
+    Trajectory, contains_hint, negatives_for, positive_trajectory, preference_pair,
 )
+from magnet_dagster.synthesis.prompts import HINT_MARKER
 from magnet_dagster.synthesis.results import PathRejection, TurnResult
 from magnet_dagster.tools.calls import ToolCall
 from magnet_dagster.tools.spec import FunctionSpec

@@ -29,11 +29,12 @@ from magnet_dagster.graph.paths import CALL, MISS_FUNC, MISS_PARAMS  # noqa: E40
 from magnet_dagster.llm.client import LLMClient  # noqa: E402
 from magnet_dagster.store.lineage import LineageStore  # noqa: E402
 from magnet_dagster.synthesis.distillation import (  # noqa: E402
-    ERROR_TYPES, HINT_MARKER, REPLY_PROMPT, Trajectory, contains_hint, positive_trajectory, preference_pair,
+    ERROR_TYPES, Trajectory, contains_hint, positive_trajectory, preference_pair,
 )
+from magnet_dagster.synthesis.prompts import HINT_MARKER, REPLY_PROMPT  # noqa: E402
 from magnet_dagster.synthesis.export import preference_row, sft_row, write_jsonl, write_parquet  # noqa: E402
 from magnet_dagster.synthesis.splits import SplitSettings, assign_splits, deduplicate  # noqa: E402
-from magnet_dagster.synthesis.translation import TurnResult  # noqa: E402
+from magnet_dagster.synthesis.results import TurnResult  # noqa: E402
 from magnet_dagster.tools.calls import ToolCall, parse_python_call  # noqa: E402
 from magnet_dagster.tools.messages import ADDITIONAL_FUNCTIONS_PROMPT  # noqa: E402
 from magnet_dagster.tools.spec import FunctionSpec, stable_id  # noqa: E402

@@ -1,6 +1,7 @@
 """Grounding and schema checks of back-and-forth translation (pure functions)."""
 
-from magnet_dagster.synthesis.translation import calls_schema, schema_problem, ungrounded
+from magnet_dagster.synthesis.prompts import calls_schema
+from magnet_dagster.synthesis.translation import schema_problem, ungrounded
 from magnet_dagster.tools.calls import ToolCall
 from magnet_dagster.tools.spec import FunctionSpec
 
