@@ -214,11 +214,17 @@ async def _ask(ctx: PathContext, prompt: str, schema: dict[str, Any], seed: int,
 
 
 async def _values(
-    ctx: PathContext, function: str, before: list[str], seed: int, ids: list[str]
+    ctx: PathContext, function: str, before: list[str], slot: int, ids: list[str]
 ) -> dict[str, Any] | str:
-    """Proposed values for `function`'s required parameters that no call in `before` supplies."""
+    """Proposed values for `function`'s required parameters that no call in `before` supplies.
+
+    `slot` tells the calls of a path apart (turn and position); the seed does not change with
+    the attempt, so a regenerated turn reuses its values from the cache and pays only for the
+    query and the calls again.
+    """
     mapped = {d.parameter for d in dependencies(function, before, ctx.mappings)}
     names = [p for p in ctx.specs[function].required if p not in mapped]
+    seed = ctx.settings.seed * 1000 + slot
     return await suggest_values(ctx.client, ctx.specs[function], names, seed, ctx.settings.temperature, ids)
 
 
@@ -265,7 +271,7 @@ async def _back_translate(
     called = _called(done)
     value_sets = []
     for j, f in enumerate(turn.functions):
-        values = await _values(ctx, f, called + list(turn.functions[:j]), seed * 10 + j, ids)
+        values = await _values(ctx, f, called + list(turn.functions[:j]), index * 10 + j, ids)
         if isinstance(values, str):
             return _reject(index, "values_failed", values)
         value_sets.append(values)
@@ -295,7 +301,7 @@ async def _split_turn(
     """A `miss_params`, `miss_func` or irrelevance turn: a request the assistant must answer by
     asking for the missing value or saying it cannot (no calls)."""
     target = ctx.specs[turn.target[0]]
-    values = await _values(ctx, target.name, _called(done), seed, ids)
+    values = await _values(ctx, target.name, _called(done), index * 10, ids)
     if isinstance(values, str):
         return _reject(index, "values_failed", values)
     pending: dict[str, Any] = {}
