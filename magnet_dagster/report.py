@@ -1,4 +1,5 @@
-"""A short, honest summary of one partition: rows per stage, yields, evaluation score.
+"""A short, honest summary of one partition: rows per stage, yields, evaluation score, and
+where every output is (the same paths the Dagster UI links from `training_splits`).
 
 python -m magnet_dagster.report bfcl_demo
 """
@@ -6,10 +7,13 @@ python -m magnet_dagster.report bfcl_demo
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from magnet_dagster import config
+from magnet_dagster.previews import funnel
 from magnet_dagster.store.counts import stage_counts
 from magnet_dagster.store.lineage import LineageStore
+from magnet_dagster.synthesis.export import EVALUATION_PLOT, export_files
 
 LAST_EVAL_SQL = """
 WITH latest AS (SELECT run_id FROM eval_results WHERE tool_set = $1 ORDER BY created_at DESC LIMIT 1)
@@ -24,8 +28,29 @@ FROM llm_calls WHERE tool_set = ? GROUP BY run_id ORDER BY max(created_at) DESC 
 """
 
 
-def _pct(n: int, d: int) -> str:
-    return f"{n}/{d} ({n / d:.0%})" if d else f"{n}/0"
+#: how the report names each export file
+FILE_LABELS = {
+    "sft_jsonl": "SFT, JSONL",
+    "sft_parquet": "SFT, Parquet",
+    "preference_jsonl": "preference pairs, JSONL",
+    "preference_parquet": "preference pairs, Parquet",
+    "dataset_card": "dataset card",
+}
+
+
+def file_lines(tool_set: str, lineage_db: Path) -> list[str]:
+    """Where each output lives, one line each; a file not written yet says so."""
+    directory = config.exports_dir(tool_set)
+    width = max(len(label) for label in FILE_LABELS.values())
+    lines = ["  files:", f"    {'lineage DB'.ljust(width)} : {lineage_db}"]
+    for key, path in export_files(directory).items():
+        missing = "" if path.exists() else "  (not written yet)"
+        lines.append(f"    {FILE_LABELS[key].ljust(width)} : {path}{missing}")
+    plots = sorted(p.name for p in directory.glob("*.png")) if directory.is_dir() else []
+    lines.append(f"    {'plots'.ljust(width)} : " + (f"{directory}/ ({', '.join(plots)})" if plots else "none yet"))
+    if EVALUATION_PLOT not in plots:
+        lines.append(f"    {''.ljust(width)}   ({EVALUATION_PLOT} appears once student_evaluation has run)")
+    return lines
 
 
 def summary(tool_set: str, store: LineageStore) -> str:
@@ -34,21 +59,19 @@ def summary(tool_set: str, store: LineageStore) -> str:
     llm = store.query(LLM_SQL, [tool_set])
     lines = [
         f"magnet-dagster summary for tool set {tool_set!r}",
-        f"  lineage DB : {store.path}",
-        f"  exports    : {config.exports_dir(tool_set)}",
         f"  catalog    : {c['functions']} functions kept, {c['rejected_functions']} rejected",
-        f"  graph      : {_pct(c['graph_edges'], c['judged_pairs'])} judged pairs became edges",
+        f"  graph      : {funnel(c['graph_edges'], c['judged_pairs'], 'judged pairs became edges')}",
         f"  paths      : {c['paths']} signature paths",
-        f"  queries    : {_pct(c['paths_with_queries'], c['paths'])} paths passed back-and-forth translation "
-        f"({c['turns']} turns)",
-        f"  trajectories: {_pct(c['trajectories'], c['paths_with_queries'])} distilled; "
+        f"  queries    : {funnel(c['paths_with_queries'], c['paths'], 'paths kept')} after back-and-forth "
+        f"translation, {c['turns']} turns",
+        f"  trajectories: {funnel(c['trajectories'], c['paths_with_queries'], 'paths distilled')}; "
         f"{c['preference_pairs']} preference pairs",
         f"  splits     : train {c['train']}, validation {c['validation']}, test {c['test']}",
     ]
     for e in ev:
         lines.append(
             f"  evaluation : {e['student_model']} ({e['mode']}): "
-            f"{_pct(int(e['correct'] or 0), e['turns'])} test turns correct"
+            f"{funnel(int(e['correct'] or 0), e['turns'], 'test turns correct')}"
         )
     if not ev:
         lines.append("  evaluation : none yet")
@@ -57,6 +80,7 @@ def summary(tool_set: str, store: LineageStore) -> str:
         lines.append(
             f"  LLM (latest run): {latest['calls']} calls, {latest['cache_hits']} cache hits, {latest['errors']} errors"
         )
+    lines += file_lines(tool_set, store.path)
     return "\n".join(lines)
 
 

@@ -11,7 +11,7 @@ category's entry count and 95% Wilson interval.
 
 import dagster as dg
 
-from magnet_dagster.defs.common import md_table, run_with_llm
+from magnet_dagster.defs.common import run_with_llm, table
 from magnet_dagster.defs.resources import LineageStoreResource, LLMResource
 from magnet_dagster.evaluation.bfcl_bridge import (
     LEADERBOARD_COLUMNS,
@@ -21,6 +21,7 @@ from magnet_dagster.evaluation.bfcl_bridge import (
     run_bfcl_categories,
 )
 from magnet_dagster.evaluation.runner import MAX_STEPS_PER_TURN
+from magnet_dagster.previews import funnel
 
 
 class BfclConfig(dg.Config):
@@ -47,17 +48,37 @@ def bfcl_multi_turn(
         bound=1.0,
     )
     store.append("eval_results", rows)
-    failures = [{"entry": r["trajectory_id"], "reason": r["reason"]} for r in rows if not r["verdict"]]
-    scores = category_scores(by_category)
     return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": len(rows),
-            "leaderboard": dg.MetadataValue.md(md_table(leaderboard_table(by_category, client.model))),
-            "scores": dg.MetadataValue.md(md_table(scores)),
-            "entries": dg.MetadataValue.json({s["category"]: s["entries"] for s in scores}),
-            "entries_per_category": "all" if entries is None else entries,
-            "max_steps_per_turn": config.max_steps_per_turn,
-            "failures": dg.MetadataValue.md(md_table(failures, limit=20)),
-            **llm_meta,
-        }
+        metadata=bfcl_metadata(rows, by_category, client.model, entries, config.max_steps_per_turn) | llm_meta
     )
+
+
+def bfcl_metadata(
+    rows: list[dict], by_category: dict[str, list[bool]], model: str, entries: int | None, max_steps: int
+) -> dict:
+    """Funnel line (entries correct) first, the leaderboard with entries and intervals, failures."""
+    scores = category_scores(by_category)
+    correct = sum(s["correct"] for s in scores)
+    failures = [{"entry": r["trajectory_id"], "reason": r["reason"]} for r in rows if not r["verdict"]]
+    return {
+        "funnel": funnel(correct, len(rows), "BFCL multi-turn entries correct")
+        + "; entries per category: "
+        + ", ".join(f"{s['category']} {s['entries']}" for s in scores),
+        "dagster/row_count": len(rows),
+        "leaderboard": table(leaderboard_rows(leaderboard_table(by_category, model)), limit=20),
+        "entries_per_category": "all" if entries is None else entries,
+        "max_steps_per_turn": max_steps,
+        "failures": table(failures, limit=20, width=160),
+    }
+
+
+def leaderboard_rows(board: list[dict]) -> list[dict]:
+    """BFCL's leaderboard layout turned on its side (one row per leaderboard column: accuracy,
+    entries, 95% interval), so it fits the UI's metadata column; the model heads the accuracy."""
+    accuracy, entries, interval = board
+    return [
+        {"column": column, f"accuracy ({accuracy['Model']})": accuracy[column], "entries": entries[column],
+         "95% interval (Wilson)": interval[column]}
+        for column in accuracy
+        if column != "Model"
+    ]  # fmt: skip

@@ -12,8 +12,10 @@ from collections import Counter
 
 import dagster as dg
 
-from magnet_dagster.defs.common import counts_table, md_table, tool_sets
+from magnet_dagster.defs.common import counts_table, table, tool_sets
 from magnet_dagster.defs.resources import LineageStoreResource
+from magnet_dagster.previews import funnel, percent, shorten, spread, without_shared_prefix
+from magnet_dagster.synthesis.options import SynthesisOptions
 from magnet_dagster.tools.catalog import Catalog, load_catalog
 from magnet_dagster.tools.spec import ToolSetError
 
@@ -21,7 +23,7 @@ from magnet_dagster.tools.spec import ToolSetError
 log = logging.getLogger(__name__)
 
 
-@dg.asset(partitions_def=tool_sets, group_name="catalog", kinds={"duckdb"})
+@dg.asset(partitions_def=tool_sets, group_name="magnet_pipeline", kinds={"duckdb"})
 def function_catalog(context: dg.AssetExecutionContext, lineage: LineageStoreResource) -> dg.MaterializeResult:
     """Every function of the tool set as a validated FunctionSpec."""
     key, run_id = context.partition_key, context.run.run_id
@@ -57,33 +59,49 @@ def function_catalog(context: dg.AssetExecutionContext, lineage: LineageStoreRes
 
 
 def catalog_metadata(catalog: Catalog) -> dict:
-    kept, rejected, options = catalog.kept, catalog.rejected, catalog.options
+    """Funnel line first, then the numbers, the categories, the rejections and a preview."""
+    kept, rejected = catalog.kept, catalog.rejected
+    total = len(kept) + len(rejected)
+    funnel_line = funnel(len(kept), total, "functions passed validation")
+    if rejected:
+        funnel_line += f"; {len(rejected)} rejected (see rejections)"
+    descriptions = without_shared_prefix([s.description for s in kept], [s.category for s in kept])
+    rows = [
+        {
+            "function": s.name,
+            "description": shorten(d, 100) + (f" (needs {', '.join(s.required)})" if s.required else ""),
+        }
+        for s, d in zip(kept, descriptions)
+    ]
+    category = {s.name: s.category or "-" for s in kept}
     return {
+        "funnel": funnel_line,
         "dagster/row_count": len(kept),
         "functions": len(kept),
         "rejected": len(rejected),
         "executor": catalog.source.executor.get("kind"),
         "content_hash": catalog.source.content_hash,
         "ignored_files": dg.MetadataValue.md("\n".join(f"- {n}" for n in catalog.source.ignored) or "_none_"),
-        "categories": dg.MetadataValue.md(counts_table(Counter(s.category or "-" for s in kept), "category")),
-        "rejections": dg.MetadataValue.md(
-            md_table(
-                [{"file": r.source_file, "function": r.name, "rule": r.rule, "reason": r.reason} for r in rejected],
-                limit=50,
-            )
+        "categories": counts_table(Counter(s.category or "-" for s in kept), "category", "functions"),
+        "rejections": table(
+            [{"file": r.source_file, "function": r.name, "rule": r.rule, "reason": r.reason} for r in rejected],
+            limit=50,
         ),
-        "preview": dg.MetadataValue.md(
-            md_table(
-                [
-                    {
-                        "name": s.name,
-                        "category": s.category,
-                        "required": ", ".join(s.required),
-                        "description": s.description,
-                    }
-                    for s in kept
-                ]
-            )
-        ),
-        "options": dg.MetadataValue.json(vars(options) | {"split_fractions": list(options.split_fractions)}),
+        "preview": table(spread(rows, lambda r: category[r["function"]], limit=12), width=160),
+        "options": table(option_rows(catalog.options), limit=30),
     }
+
+
+def option_rows(options: SynthesisOptions) -> list[dict[str, str]]:
+    """The tool set's synthesis options, one row each, values as a person writes them."""
+
+    def value(v: object) -> str:
+        if isinstance(v, bool):
+            return str(v).lower()
+        if isinstance(v, dict):
+            return ", ".join(f"{k} {percent(x, 1) if isinstance(x, float) else x}" for k, x in v.items())
+        if isinstance(v, tuple | list):
+            return " / ".join(str(x) for x in v)
+        return str(v)
+
+    return [{"option": k, "value": value(v)} for k, v in vars(options).items()]

@@ -8,33 +8,85 @@ from typing import Any, TypeVar
 import dagster as dg
 
 from magnet_dagster.defs.partitions import tool_sets
+from magnet_dagster.figures import Plot
+from magnet_dagster.figures import markdown as figures_markdown
 from magnet_dagster.llm.client import LLMClient
 from magnet_dagster.llm.pricing import estimated_cost_usd
+from magnet_dagster.previews import breakable, percent, shorten, spread
 from magnet_dagster.store.lineage import LineageStore
 
-__all__ = ["Progress", "check_partitions", "counts_table", "md_table", "run_with_llm", "tool_sets"]
+__all__ = [
+    "Progress",
+    "check_partitions",
+    "counts_table",
+    "images",
+    "llm_line",
+    "rejections_table",
+    "run_with_llm",
+    "table",
+    "tool_sets",
+]
 
 T = TypeVar("T")
 
 
-def md_table(rows: list[dict[str, Any]], limit: int = 10, width: int = 80) -> str:
-    """A Markdown preview of rows (cells cut to `width` characters)."""
+def _column_type(values: list[Any]) -> str:
+    kinds = {type(v) for v in values if v is not None}
+    if kinds and kinds <= {int}:
+        return "int"
+    if kinds and kinds <= {int, float}:
+        return "float"
+    if kinds == {bool}:
+        return "bool"
+    return "string"
+
+
+def table(rows: list[dict[str, Any]], limit: int = 12, width: int = 100) -> dg.MetadataValue:
+    """Rows as a `TableMetadataValue`, which the UI always shows inline (Markdown over 1000
+    characters hides behind "[Show Markdown]"). Numbers stay numbers, anything else becomes one
+    line of text cut at a word before `width` characters; past `limit` rows a last row says how
+    many more there are. Long words get break opportunities (`previews.breakable`): the UI
+    clips a metadata table wider than its column, about 430 px on a 1440 px screen."""
     if not rows:
-        return "_no rows_"
+        return dg.MetadataValue.text("none")
     cols = list(rows[0].keys())
+    shown = rows[:limit]
 
-    def cell(v: Any) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ")[:width]
+    def cell(v: Any) -> str | int | float | bool | None:
+        return v if v is None or isinstance(v, int | float | bool) else breakable(shorten(v, width))
 
-    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    out += ["| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows[:limit]]
+    records = [{c: cell(r.get(c)) for c in cols} for r in shown]
+    types = {c: _column_type([r[c] for r in records]) for c in cols}
     if len(rows) > limit:
-        out.append(f"\n_{len(rows) - limit} more rows_")
-    return "\n".join(out)
+        records.append({c: (f"… {len(rows) - limit} more rows" if i == 0 else None) for i, c in enumerate(cols)})
+        types[cols[0]] = "string"
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord(r) for r in records],
+        schema=dg.TableSchema(columns=[dg.TableColumn(c, types[c]) for c in cols]),
+    )
 
 
-def counts_table(counter: Counter[str] | dict[str, int], key: str = "reason") -> str:
-    return md_table([{key: k, "count": v} for k, v in sorted(counter.items(), key=lambda kv: -kv[1])], limit=30)
+def counts_table(counter: Counter[str] | dict[str, int], key: str = "reason", what: str = "count") -> dg.MetadataValue:
+    """A distribution as a table, largest first, each row with its share of the total."""
+    total = sum(counter.values())
+    return table(
+        [{key: k, what: v, "share": percent(v, total)} for k, v in sorted(counter.items(), key=lambda kv: -kv[1])],
+        limit=30,
+    )
+
+
+def rejections_table(rejections: list[dict[str, Any]], limit: int = 10) -> dg.MetadataValue:
+    """Dropped paths with turn, rule and reason, a sample across rules."""
+    rows = [
+        {"path": r["path_id"][:8], "rule": r["rule"], "reason": f"turn {r['turn_index']}: {shorten(r['reason'], 140)}"}
+        for r in rejections
+    ]
+    return table(spread(rows, lambda r: r["rule"], limit=len(rows)), limit=limit, width=160)
+
+
+def images(*figures: Plot) -> dg.MetadataValue:
+    """Plots as base64 PNG images in one Markdown entry (the UI opens it with "[Show Markdown]")."""
+    return dg.MetadataValue.md(figures_markdown(figures))
 
 
 def check_partitions(context: dg.AssetCheckExecutionContext, store: LineageStore) -> list[str]:
@@ -66,17 +118,30 @@ def run_with_llm(
     for path in client.quarantined:
         context.log.warning(f"journal lines the lineage store refused were quarantined to {path}")
     stats = client.stats.as_dict()
-    context.log.info(f"LLM {client.model}: {stats}")
+    cost = estimated_cost_usd(client.backend.name, client.model, stats["input_tokens"], stats["output_tokens"])
+    line = llm_line(client.model, stats, cost)
+    context.log.info(line)
     if client.stats.calls and client.stats.failure_rate > bound:
         raise dg.Failure(
             f"{client.stats.errors} of {client.stats.calls} LLM calls failed "
             f"(bound {bound:.0%}); see llm_calls for the errors"
         )
-    cost = estimated_cost_usd(client.backend.name, client.model, stats["input_tokens"], stats["output_tokens"])
-    return result, {f"llm_{k}": v for k, v in stats.items()} | {
-        "llm_model": client.model,
-        "llm_estimated_cost_usd": cost if cost is not None else "unknown (no price for this model)",
-    }
+    numbers = {f"llm_{k}": stats[k] for k in ("calls", "cache_hits", "errors", "input_tokens", "output_tokens")}
+    return result, {"llm": line} | numbers | ({"llm_cost_usd": cost} if cost is not None else {})
+
+
+def llm_line(model: str, stats: dict[str, Any], cost: float | None) -> str:
+    """One readable line: "LLM smollm2: 26 calls (20 from the cache, 6 new), 0 errors,
+    1,040 tokens in / 312 out, estimated cost $0.42"."""
+    if cost is None:
+        price = "unknown (no price for this model)"
+    else:
+        price = "$0" if cost == 0 else f"${cost:.2f}" if cost >= 0.01 else "under $0.01"
+    return (
+        f"LLM {model}: {stats['calls']} calls ({stats['cache_hits']} from the cache, {stats['new_requests']} new), "
+        f"{stats['errors']} errors, {stats['input_tokens']:,} tokens in / {stats['output_tokens']:,} out, "
+        f"estimated cost {price}"
+    )
 
 
 class Progress:

@@ -8,15 +8,21 @@ are independent, so in batch mode (`MAGNET_TEACHER_BATCH`) one batch job answers
 from collections import Counter
 
 import dagster as dg
+import networkx as nx
 
-from magnet_dagster.defs.common import Progress, md_table, run_with_llm, tool_sets
+from magnet_dagster.defs.common import Progress, counts_table, images, run_with_llm, table, tool_sets
 from magnet_dagster.defs.resources import LineageStoreResource, LLMResource
-from magnet_dagster.graph.function_graph import build_graph, graph_stats, mermaid
+from magnet_dagster.figures import degree_plot, graph_plot
+from magnet_dagster.graph.function_graph import build_graph, graph_stats, stored_mapping
 from magnet_dagster.graph.judge import GraphJudgement, judge_graph
+from magnet_dagster.previews import funnel, shorten, spread
 from magnet_dagster.store.loaders import load_options, load_specs
+from magnet_dagster.tools.spec import FunctionSpec
 
 
-@dg.asset(partitions_def=tool_sets, group_name="graph", deps=["function_catalog"], kinds={"duckdb"}, pool="teacher")
+@dg.asset(
+    partitions_def=tool_sets, group_name="magnet_pipeline", deps=["function_catalog"], kinds={"duckdb"}, pool="teacher"
+)
 def function_graph(
     context: dg.AssetExecutionContext, lineage: LineageStoreResource, teacher: LLMResource
 ) -> dg.MaterializeResult:
@@ -42,23 +48,49 @@ def function_graph(
         key, {"graph_edges": [{k: v for k, v in e.items() if k not in ("source", "target")} for e in judged.edges]}
     )
     context.log.info(f"{key}: {judged.candidate_pairs} candidate pairs, {len(judged.edges)} judged")
-    return dg.MaterializeResult(metadata=graph_metadata(judged, build_graph(specs, judged.edges)) | llm_meta)
+    return dg.MaterializeResult(metadata=graph_metadata(judged, build_graph(specs, judged.edges), specs) | llm_meta)
 
 
-def graph_metadata(judged: GraphJudgement, graph) -> dict:
+def graph_metadata(judged: GraphJudgement, graph: nx.DiGraph, specs: dict[str, FunctionSpec]) -> dict:
+    """Funnel line (judged pairs -> walkable edges) first, the graph drawn, verdicts and a
+    preview across verdicts; the row count counts walkable edges."""
     stats = graph_stats(graph)
     edges = judged.edges
+    unjudged = judged.candidate_pairs - len(edges)
+    funnel_line = funnel(stats["edges"], len(edges), "judged pairs became edges")
+    if unjudged:
+        funnel_line += f"; {unjudged} of {judged.candidate_pairs} candidate pairs left unjudged (failed calls)"
+    rows = [
+        {
+            "edge": f"{e['source']} → {e['target']}",
+            "relation": e["relation"],
+            "why": _feeds(e) + shorten(e.get("reason") or "", 100),
+        }
+        for e in edges
+    ]
     return {
-        "dagster/row_count": len(edges),
-        "candidate_pairs": judged.candidate_pairs,
+        "funnel": funnel_line,
+        "dagster/row_count": stats["edges"],
+        "edges": stats["edges"],
         "judged_pairs": len(edges),
-        "unjudged_pairs": judged.candidate_pairs - len(edges),
-        "walkable_edges": stats["edges"],
-        "verdicts": dg.MetadataValue.json(dict(Counter(e["relation"] for e in edges))),
-        "stats": dg.MetadataValue.json(stats),
-        "graph": dg.MetadataValue.md(f"```mermaid\n{mermaid(graph)}\n```"),
-        "preview": dg.MetadataValue.md(
-            md_table([{k: e[k] for k in ("source", "target", "relation", "reason")} for e in edges])
+        "candidate_pairs": judged.candidate_pairs,
+        "unjudged_pairs": unjudged,
+        "graph": (
+            f"{stats['nodes']} functions, {stats['edges']} edges; mean out-degree {stats['mean_out_degree']}; "
+            f"{stats['isolated_nodes']} isolated; {stats['weak_components']} weak components, "
+            f"the largest {stats['largest_component']} functions"
+        ),
+        "verdicts": counts_table(Counter(e["relation"] for e in edges), "relation", "pairs"),
+        "graph_plot": images(graph_plot(graph, {n: s.category or "-" for n, s in specs.items()})),
+        "degree_histogram": images(degree_plot(graph)),
+        "preview": table(
+            spread(rows, lambda r: r["relation"], limit=12, within=lambda r: r["edge"].split(" → ")[0]), width=160
         ),
         **judged.batch,
     }
+
+
+def _feeds(edge: dict) -> str:
+    """The edge's parameter mapping as `feeds a ← result, b ← result; ` (nothing without one)."""
+    mapping = stored_mapping(edge.get("mapping"))
+    return "feeds " + ", ".join(f"{p} ← {f}" for p, f in mapping.items()) + "; " if mapping else ""

@@ -11,14 +11,18 @@ from collections import Counter
 
 import dagster as dg
 
-from magnet_dagster.defs.common import md_table, run_with_llm, tool_sets
+from magnet_dagster.defs.common import counts_table, images, run_with_llm, table, tool_sets
 from magnet_dagster.defs.resources import LineageStoreResource, LLMResource
-from magnet_dagster.graph.paths import operation_mix
+from magnet_dagster.figures import histogram_plot, mix_plot
+from magnet_dagster.graph.paths import MULTI_TURN, operation_mix
 from magnet_dagster.graph.signature_paths import PathsOutcome, synthesize_paths
+from magnet_dagster.previews import funnel, percent, spread
 from magnet_dagster.store.loaders import load_edges, load_options, load_specs
 
 
-@dg.asset(partitions_def=tool_sets, group_name="paths", deps=["function_graph"], kinds={"duckdb"}, pool="teacher")
+@dg.asset(
+    partitions_def=tool_sets, group_name="magnet_pipeline", deps=["function_graph"], kinds={"duckdb"}, pool="teacher"
+)
 def signature_paths(
     context: dg.AssetExecutionContext, lineage: LineageStoreResource, teacher: LLMResource
 ) -> dg.MaterializeResult:
@@ -42,29 +46,44 @@ def signature_paths(
 
 
 def paths_metadata(outcome: PathsOutcome) -> dict:
+    """Funnel line first, then the shape and operation mix and turns per path (tables and a
+    plot), and a preview across shapes and operations."""
     rows, paths = outcome.rows, outcome.paths
+    shapes = Counter(p.shape for p in paths)
+    operations = operation_mix(paths)
+    walked = shapes.get(MULTI_TURN, 0)
+    turns = Counter(len(p.turns) for p in paths)
+    preview = [
+        {
+            "shape": r["shape"],
+            "operations": ", ".join(r["operations"]) or "—",
+            "turns": " → ".join(" + ".join(t["functions"]) or f"({t['kind']})" for t in r["turns"]),
+        }
+        for r in rows
+    ]
     return {
+        "funnel": (
+            f"{len(rows)} signature paths ({walked} multi-turn walks, {len(rows) - walked} single-turn examples); "
+            + funnel(outcome.nested_pairs, outcome.judged_pairs, "pairs judged a nested call")
+        ),
         "dagster/row_count": len(rows),
         "paths": len(rows),
         "nested_pairs": outcome.nested_pairs,
         "judged_pairs": outcome.judged_pairs,
-        "operation_mix": dg.MetadataValue.json(operation_mix(paths)),
-        "shape_mix": dg.MetadataValue.json(dict(Counter(p.shape for p in paths))),
-        "turns_per_path": dg.MetadataValue.json(
-            {str(k): v for k, v in sorted(Counter(len(p.turns) for p in paths).items())}
+        "shape_mix": counts_table(shapes, "shape", "paths"),
+        "operation_mix": table(
+            [
+                {"operation": op, "paths": n, "share of paths": percent(n, len(paths))}
+                for op, n in sorted(operations.items(), key=lambda kv: -kv[1])
+            ]
         ),
-        "preview": dg.MetadataValue.md(
-            md_table(
-                [
-                    {
-                        "path_id": r["path_id"],
-                        "shape": r["shape"],
-                        "operations": ", ".join(r["operations"]),
-                        "turns": " | ".join("+".join(t["functions"]) or t["kind"] for t in r["turns"]),
-                    }
-                    for r in rows
-                ]
-            )
+        "turns_per_path": table(
+            [{"turns": k, "paths": v, "share": percent(v, len(paths))} for k, v in sorted(turns.items())]
         ),
+        "mix_plot": images(
+            mix_plot(operations, dict(shapes), len(paths)),
+            histogram_plot("turns_per_path", "Turns per path", turns, "turns", "paths"),
+        ),
+        "preview": table(spread(preview, lambda r: r["shape"], limit=12, within=lambda r: r["operations"]), width=200),
         **outcome.batch,
     }

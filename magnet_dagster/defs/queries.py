@@ -14,18 +14,22 @@ from magnet_dagster.defs.common import (
     Progress,
     check_partitions,
     counts_table,
-    md_table,
+    rejections_table,
     run_with_llm,
+    table,
     tool_sets,
 )
 from magnet_dagster.defs.resources import LineageStoreResource, LLMResource
 from magnet_dagster.evaluation.contamination import partition_findings
+from magnet_dagster.previews import compact_calls, funnel, percent, shorten, spread
 from magnet_dagster.store.loaders import load_executor, load_partition
 from magnet_dagster.synthesis.translation import TranslationOutcome, translate_paths
 from magnet_dagster.tools.executors import ExecutorFactory
 
 
-@dg.asset(partitions_def=tool_sets, group_name="queries", deps=["signature_paths"], kinds={"duckdb"}, pool="teacher")
+@dg.asset(
+    partitions_def=tool_sets, group_name="magnet_pipeline", deps=["signature_paths"], kinds={"duckdb"}, pool="teacher"
+)
 def queries(
     context: dg.AssetExecutionContext, lineage: LineageStoreResource, teacher: LLMResource
 ) -> dg.MaterializeResult:
@@ -51,32 +55,29 @@ def queries(
 
 
 def queries_metadata(outcome: TranslationOutcome) -> dict:
+    """Funnel line (paths in -> kept) first, drops by rule, rejections and a preview across
+    turn kinds, with calls as `fn(a=1)`."""
     rejections, turns = outcome.rejection_rows, outcome.turn_rows
     kept = outcome.paths_in - len(rejections)
+    sample = spread(turns, lambda t: (t["kind"], len(t["calls"] or [])), limit=12, within=lambda t: t["path_id"])
+    preview = [
+        {
+            "turn": f"{t['kind']} #{t['turn_index']}",
+            "query": shorten(t["query"], 160),
+            "reference calls": compact_calls(t["calls"]),
+        }
+        for t in sample
+    ]
     return {
+        "funnel": funnel(kept, outcome.paths_in, "paths kept") + f", {len(turns)} turns; {len(rejections)} dropped",
         "dagster/row_count": len(turns),
         "paths_in": outcome.paths_in,
         "paths_kept": kept,
         "paths_dropped": len(rejections),
-        "yield": round(kept / outcome.paths_in, 4) if outcome.paths_in else 0.0,
-        "dropped_by_rule": dg.MetadataValue.md(counts_table(Counter(r["rule"] for r in rejections), "rule")),
-        "rejections": dg.MetadataValue.md(
-            md_table([{k: r[k] for k in ("path_id", "turn_index", "rule", "reason")} for r in rejections], limit=20)
-        ),
-        "preview": dg.MetadataValue.md(
-            md_table(
-                [
-                    {
-                        "path_id": t["path_id"],
-                        "turn": t["turn_index"],
-                        "kind": t["kind"],
-                        "query": t["query"],
-                        "calls": t["calls"],
-                    }
-                    for t in turns
-                ]
-            )
-        ),
+        "yield": percent(kept, outcome.paths_in),
+        "dropped_by_rule": counts_table(Counter(r["rule"] for r in rejections), "rule", "paths"),
+        "rejections": rejections_table(rejections),
+        "preview": table(preview, width=160),
     }
 
 
@@ -100,8 +101,10 @@ def no_bfcl_contamination(context: dg.AssetCheckExecutionContext, lineage: Linea
     return dg.AssetCheckResult(
         passed=not findings,
         metadata={
-            "tool_sets_checked": dg.MetadataValue.json(checked),
+            "tool_sets_checked": ", ".join(checked) or "none (no tool set shares functions with BFCL)",
             "findings": len(findings),
-            "examples": dg.MetadataValue.json(findings[:10]),
+            "examples": table(
+                [{k: f.get(k, "") for k in ("tool_set", "id", "why", "text")} for f in findings], limit=10
+            ),
         },
     )

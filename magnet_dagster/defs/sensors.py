@@ -15,7 +15,13 @@ from magnet_dagster.defs.partitions import TOOL_SETS, tool_sets
 from magnet_dagster.tools.formats import scan_tool_sets
 
 
-@dg.sensor(job=magnet_pipeline, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.STOPPED)
+@dg.sensor(
+    job=magnet_pipeline,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Each file or folder in MAGNET_TOOL_SETS_DIR is a tool set: a new one becomes a partition and "
+    "gets a run of the whole pipeline, a changed one (content hash) a new run, an unchanged one none.",
+)
 def tool_set_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     found, skipped = scan_tool_sets(config.tool_sets_dir())

@@ -9,13 +9,22 @@ from collections import Counter
 
 import dagster as dg
 
-from magnet_dagster.defs.common import Progress, check_partitions, counts_table, md_table, run_with_llm, tool_sets
+from magnet_dagster.defs.common import (
+    Progress,
+    check_partitions,
+    counts_table,
+    rejections_table,
+    run_with_llm,
+    table,
+    tool_sets,
+)
 from magnet_dagster.defs.resources import LineageStoreResource, LLMResource
+from magnet_dagster.previews import compact_calls, funnel, message_calls, percent, shorten, spread
 from magnet_dagster.store.loaders import load_options, load_partition, load_turns_by_path
 from magnet_dagster.synthesis.distillation import DistillationOutcome, distill_paths
 
 
-@dg.asset(partitions_def=tool_sets, group_name="trajectories", deps=["queries"], kinds={"duckdb"}, pool="teacher")
+@dg.asset(partitions_def=tool_sets, group_name="magnet_pipeline", deps=["queries"], kinds={"duckdb"}, pool="teacher")
 def trajectories(
     context: dg.AssetExecutionContext, lineage: LineageStoreResource, teacher: LLMResource
 ) -> dg.MaterializeResult:
@@ -46,30 +55,32 @@ def trajectories(
 
 
 def trajectories_metadata(outcome: DistillationOutcome) -> dict:
+    """Funnel line (paths with queries -> trajectories) first, drops, negatives by error type,
+    and a preview across turn-kind sequences."""
     kept, pairs, rejections = outcome.trajectory_rows, outcome.pair_rows, outcome.rejection_rows
+    preview = [
+        {
+            "turns": " → ".join(m.get("kind", "?") for m in t.get("turn_meta") or []) or "—",
+            "first query, then every call": shorten(
+                next((m["content"] for m in t["messages"] if m["role"] == "user"), ""), 100
+            )
+            + " ⟶ "
+            + shorten(compact_calls(message_calls(t["messages"])), 120),
+        }
+        for t in kept
+    ]
     return {
+        "funnel": funnel(len(kept), outcome.paths_in, "paths distilled into trajectories")
+        + f"; {len(pairs)} preference pairs",
         "dagster/row_count": len(kept),
         "paths_in": outcome.paths_in,
         "trajectories": len(kept),
         "preference_pairs": len(pairs),
-        "yield": round(len(kept) / outcome.paths_in, 4) if outcome.paths_in else 0.0,
-        "dropped_by_rule": dg.MetadataValue.md(counts_table(Counter(r["rule"] for r in rejections), "rule")),
-        "error_types": dg.MetadataValue.json(dict(Counter(p["error_type"] for p in pairs))),
-        "rejections": dg.MetadataValue.md(
-            md_table([{k: r[k] for k in ("path_id", "turn_index", "rule", "reason")} for r in rejections], limit=20)
-        ),
-        "preview": dg.MetadataValue.md(
-            md_table(
-                [
-                    {
-                        "trajectory_id": t["trajectory_id"],
-                        "messages": len(t["messages"]),
-                        "first_query": next(m["content"] for m in t["messages"] if m["role"] == "user"),
-                    }
-                    for t in kept
-                ]
-            )
-        ),
+        "yield": percent(len(kept), outcome.paths_in),
+        "dropped_by_rule": counts_table(Counter(r["rule"] for r in rejections), "rule", "paths"),
+        "error_types": counts_table(Counter(p["error_type"] for p in pairs), "error type", "pairs"),
+        "rejections": rejections_table(rejections),
+        "preview": table(spread(preview, lambda r: r["turns"], limit=12), width=160),
     }
 
 
@@ -90,7 +101,7 @@ def yield_above_floor(context: dg.AssetCheckExecutionContext, lineage: LineageSt
         passed=not below,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
-            "below_floor": dg.MetadataValue.json(below),
-            "yield": dg.MetadataValue.json({k: f"{v:.1%}" for k, v in achieved.items()}),
+            "below_floor": "; ".join(f"{k}: {v}" for k, v in below.items()) or "none",
+            "yield": "; ".join(f"{k}: {v:.1%}" for k, v in achieved.items()) or "no tool set",
         },
     )

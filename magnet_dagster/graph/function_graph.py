@@ -62,7 +62,8 @@ def feeding_sources(returns: dict[str, Any] | None, parameter: Any) -> list[str]
     return out
 
 
-def _mapping(value: Any) -> dict[str, str]:
+def stored_mapping(value: Any) -> dict[str, str]:
+    """An edge's `mapping` as stored or judged (a dict, or its JSON text), `{}` when unreadable."""
     if isinstance(value, str):  # a JSON column read without decoding
         try:
             value = json.loads(value)
@@ -86,7 +87,7 @@ def build_graph(functions: Iterable[str], edges: Iterable[dict[str, Any]]) -> nx
                 relation=e["relation"],
                 reason=e.get("reason"),
                 edge_id=e.get("edge_id"),
-                mapping=_mapping(e.get("mapping")),
+                mapping=stored_mapping(e.get("mapping")),
             )
     return graph
 
@@ -96,7 +97,7 @@ def edge_mappings(edges: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict
     edges (`full` / `partial`) whose judge named at least one fed parameter."""
     out: dict[tuple[str, str], dict[str, str]] = {}
     for e in edges:
-        mapping = _mapping(e.get("mapping")) if e.get("relation") in DATA_RELATIONS else {}
+        mapping = stored_mapping(e.get("mapping")) if e.get("relation") in DATA_RELATIONS else {}
         if mapping:
             out[(e["source"], e["target"])] = mapping
     return out
@@ -115,21 +116,3 @@ def graph_stats(graph: nx.DiGraph) -> dict[str, Any]:
         "weak_components": len(components),
         "largest_component": components[0] if components else 0,
     }
-
-
-def mermaid(graph: nx.DiGraph, max_edges: int = 60) -> str:
-    """A Mermaid flowchart of the largest weak component (the UI renders it in Markdown)."""
-    if graph.number_of_nodes() == 0:
-        return "graph LR\n  empty[no functions]"
-    largest = max(nx.weakly_connected_components(graph), key=len)
-    sub = graph.subgraph(largest)
-    lines = ["graph LR"]
-    for i, (s, t, rel) in enumerate(sorted(sub.edges(data="relation"))):
-        if i >= max_edges:
-            lines.append(f"  more[... {sub.number_of_edges() - max_edges} more edges]")
-            break
-        arrow = "-.->" if rel == "prerequisite" else "-->"
-        lines.append(f"  {s}{arrow}|{rel}|{t}")
-    if len(lines) == 1:
-        lines.append(f"  {next(iter(largest))}")
-    return "\n".join(lines)

@@ -7,6 +7,7 @@ in shape (tool schemas, call arguments) are kept as JSON strings in Parquet so e
 one schema: call arguments as OpenAI's JSON string, and the `tools` column as Arrow's JSON
 extension type (Parquet's JSON logical type), which `datasets` decodes back into the list
 of schemas that `apply_chat_template(tools=...)` takes, while pandas and DuckDB read JSON text.
+The card's plots (PNG) are written beside the files, and the card shows them.
 """
 
 from __future__ import annotations
@@ -18,16 +19,35 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import networkx as nx
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from magnet_dagster.figures import Plot, degree_plot, funnel_plot, graph_plot, histogram_plot, mix_plot
 from magnet_dagster.graph.paths import MULTI_TURN, SignaturePath, operation_mix
+from magnet_dagster.previews import compact_calls
 from magnet_dagster.store.counts import PartitionCounts, stage_yields
 from magnet_dagster.synthesis.distillation import contains_hint
 from magnet_dagster.synthesis.splits import SplitAssignment
 from magnet_dagster.tools.calls import leaves
 from magnet_dagster.tools.messages import announced_tools
 from magnet_dagster.tools.spec import FunctionSpec
+
+#: the files `export_partition` writes, by the name the UI and the report give them
+EXPORT_FILES = {
+    "sft_jsonl": "sft.jsonl",
+    "sft_parquet": "sft.parquet",
+    "preference_jsonl": "preference.jsonl",
+    "preference_parquet": "preference.parquet",
+    "dataset_card": "dataset_card.md",
+}
+#: the plot `student_evaluation` writes beside the exports (after the card was written)
+EVALUATION_PLOT = "evaluation_scores.png"
+
+
+def export_files(directory: Path) -> dict[str, Path]:
+    """Where each export lives: `{"sft_jsonl": <directory>/sft.jsonl, ...}`."""
+    return {key: directory / name for key, name in EXPORT_FILES.items()}
 
 
 def sft_row(trajectory: dict[str, Any], split: str) -> dict[str, Any]:
@@ -169,6 +189,8 @@ class CardFacts:
     survival: list[dict[str, Any]] = field(default_factory=list)
     #: stage, rule, paths
     rejections: list[dict[str, Any]] = field(default_factory=list)
+    #: (file name, title) of the plots written beside the card
+    plots: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _table(rows: list[dict[str, Any]], empty: str) -> list[str]:
@@ -225,6 +247,10 @@ def dataset_card(facts: CardFacts) -> str:
     ]
     for name, hist in facts.stats.items():
         lines.append(f"- {name.replace('_', ' ')}: " + ", ".join(f"{k}: {v}" for k, v in hist.items()))
+    if facts.plots:
+        lines += ["", "## Plots", ""]
+        for filename, title in facts.plots:
+            lines += ["", f"![{title}]({filename})"]
     lines += ["", "## Examples", ""]
     for ex in facts.examples:
         lines += ["```", *(_render(m) for m in ex["messages"]), "```", ""]
@@ -233,13 +259,15 @@ def dataset_card(facts: CardFacts) -> str:
         "",
         "- `sft.jsonl`, `sft.parquet`: TRL conversational format (`messages`, `tools`), column `split`",
         "- `preference.jsonl`, `preference.parquet`: `prompt` / `chosen` / `rejected`, column `error_type`",
+        *(f"- `{filename}`: {title.lower()}" for filename, title in facts.plots),
+        f"- `{EVALUATION_PLOT}`: the student's scores by turn kind and category (written by `student_evaluation`)",
     ]
     return "\n".join(lines) + "\n"
 
 
 def _render(m: dict[str, Any]) -> str:
     if m.get("tool_calls"):
-        calls = "; ".join(f"{tc['function']['name']}({tc['function']['arguments']})" for tc in m["tool_calls"])
+        calls = compact_calls([tc["function"] for tc in m["tool_calls"]], width=80)
         return f"{m['role']}: [calls] {calls}"
     return f"{m['role']}: {(m.get('content') or '')[:200]}"
 
@@ -253,23 +281,71 @@ class ExportOutcome:
     #: shape -> (paths of that shape, exported conversations of that shape)
     shapes: dict[str, tuple[int, int]]
     stats: dict[str, Any] = field(default_factory=dict)
+    #: the plots written beside the files, by name (`yield_funnel`, `calls_per_turn`, ...)
+    plots: dict[str, Plot] = field(default_factory=dict)
+    #: path id -> shape, for every stored path
+    shape_of: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def files(self) -> dict[str, Path]:
+        return export_files(self.directory)
+
+
+@dataclass
+class ExportSources:
+    """What the card describes besides the conversations: the paths, the pairs, the counts per
+    stage, and the function graph with each function's category."""
+
+    pairs: list[dict[str, Any]]
+    path_rows: list[dict[str, Any]]
+    counts: PartitionCounts
+    graph: nx.DiGraph = field(default_factory=nx.DiGraph)
+    categories: dict[str, str] = field(default_factory=dict)
+
+
+def export_plots(
+    sources: ExportSources, paths: list[SignaturePath], stats: dict[str, Any], exported: int
+) -> dict[str, Plot]:
+    """The card's plots: the yield funnel from paths to exported conversations, turns per
+    conversation and calls per turn of the exports, the shape and operation mix of the paths,
+    the function graph and its degree histogram."""
+    c = sources.counts.stages
+    plots = [
+        funnel_plot(
+            [
+                ("signature paths", c["paths"]),
+                ("passed translation", c["paths_with_queries"]),
+                ("distilled", c["trajectories"]),
+                ("exported (deduplicated)", exported),
+            ],
+            "Yield funnel: paths to training conversations",
+        ),
+        histogram_plot(
+            "turns_per_conversation",
+            "User turns per conversation",
+            stats["user_turns_per_conversation"],
+            "user turns",
+            "conversations",
+        ),
+        histogram_plot("calls_per_turn", "Calls per user turn", stats["calls_per_turn"], "calls", "turns"),
+        mix_plot(operation_mix(paths), dict(Counter(p.shape for p in paths)), len(paths)),
+        graph_plot(sources.graph, sources.categories),
+        degree_plot(sources.graph),
+    ]
+    return {p.name: p for p in plots}
 
 
 def export_partition(
-    directory: Path,
-    tool_set: str,
-    assignment: SplitAssignment,
-    pairs: list[dict[str, Any]],
-    path_rows: list[dict[str, Any]],
-    counts: PartitionCounts,
+    directory: Path, tool_set: str, assignment: SplitAssignment, sources: ExportSources
 ) -> ExportOutcome:
-    """Write the SFT and preference files (JSONL, and Parquet when not empty) and the dataset card."""
+    """Write the SFT and preference files (JSONL, and Parquet when not empty), the plots and
+    the dataset card that shows them."""
     kept, split_of = assignment.kept, {r["trajectory_id"]: r["split"] for r in assignment.rows}
     sft = [sft_row(t, split_of[t["trajectory_id"]]) for t in kept]
     tools_of = {t["trajectory_id"]: t["tools"] for t in kept}
     pref = [
         preference_row(p, split_of[p["trajectory_id"]], tools=tools_of[p["trajectory_id"]])
-        for p in pairs
+        for p in sources.pairs
         if p["trajectory_id"] in split_of
     ]
     for name, rows in (("sft", sft), ("preference", pref)):
@@ -278,11 +354,15 @@ def export_partition(
             write_parquet(directory / f"{name}.parquet", rows)
         else:  # an earlier run's file must not outlive its rows
             (directory / f"{name}.parquet").unlink(missing_ok=True)
-    paths = [SignaturePath.from_row(p) for p in path_rows]
-    shape_of = {p["path_id"]: p.get("shape") or MULTI_TURN for p in path_rows}
+    paths = [SignaturePath.from_row(p) for p in sources.path_rows]
+    shape_of = {p["path_id"]: p.get("shape") or MULTI_TURN for p in sources.path_rows}
     exported = Counter(shape_of.get(t["path_id"], MULTI_TURN) for t in kept)
     shapes = {shape: (n, exported[shape]) for shape, n in Counter(shape_of.values()).items()}
     stats = conversation_stats(sft)
+    plots = export_plots(sources, paths, stats, len(sft))
+    for plot in plots.values():
+        plot.write(directory)
+    counts = sources.counts
     card = dataset_card(
         CardFacts(
             tool_set,
@@ -294,10 +374,11 @@ def export_partition(
             shapes,
             counts.survival,
             counts.rejections,
+            [(p.filename, p.title) for p in plots.values()],
         )
     )
     (directory / "dataset_card.md").write_text(card)
-    return ExportOutcome(directory, sft, pref, card, shapes, stats)
+    return ExportOutcome(directory, sft, pref, card, shapes, stats, plots, shape_of)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
