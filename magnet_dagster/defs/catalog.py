@@ -15,8 +15,8 @@ import dagster as dg
 from magnet_dagster.defs.common import counts_table, table, tool_sets
 from magnet_dagster.defs.resources import LineageStoreResource
 from magnet_dagster.previews import funnel, percent, shorten, spread, without_shared_prefix
+from magnet_dagster.synthesis.catalog import Catalog, load_catalog
 from magnet_dagster.synthesis.options import SynthesisOptions
-from magnet_dagster.tools.catalog import Catalog, load_catalog
 from magnet_dagster.tools.spec import ToolSetError
 
 #: the reader's traceback, for whoever turns this logger to DEBUG; the run shows one line

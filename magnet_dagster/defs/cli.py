@@ -11,7 +11,7 @@ import sys
 import dagster as dg
 
 from magnet_dagster.defs.partitions import TOOL_SETS
-from magnet_dagster.tools.catalog import find_tool_set
+from magnet_dagster.tools.formats import find_tool_set
 from magnet_dagster.tools.spec import ToolSetError, check_tool_set_name
 
 

@@ -16,7 +16,8 @@ from magnet_dagster.figures import degree_plot, graph_plot
 from magnet_dagster.graph.function_graph import build_graph, graph_stats, stored_mapping
 from magnet_dagster.graph.judge import GraphJudgement, judge_graph
 from magnet_dagster.previews import funnel, shorten, spread
-from magnet_dagster.store.loaders import load_options, load_specs
+from magnet_dagster.store.loaders import load_specs
+from magnet_dagster.synthesis.inputs import load_options
 from magnet_dagster.tools.spec import FunctionSpec
 
 

@@ -17,7 +17,8 @@ from magnet_dagster.figures import histogram_plot, mix_plot
 from magnet_dagster.graph.paths import MULTI_TURN, operation_mix
 from magnet_dagster.graph.signature_paths import PathsOutcome, synthesize_paths
 from magnet_dagster.previews import funnel, percent, spread
-from magnet_dagster.store.loaders import load_edges, load_options, load_specs
+from magnet_dagster.store.loaders import load_edges, load_specs
+from magnet_dagster.synthesis.inputs import load_options
 
 
 @dg.asset(

@@ -22,7 +22,8 @@ from magnet_dagster.defs.common import (
 from magnet_dagster.defs.resources import LineageStoreResource, LLMResource
 from magnet_dagster.evaluation.contamination import partition_findings
 from magnet_dagster.previews import compact_calls, funnel, percent, shorten, spread
-from magnet_dagster.store.loaders import load_executor, load_partition
+from magnet_dagster.store.loaders import load_executor
+from magnet_dagster.synthesis.inputs import load_partition
 from magnet_dagster.synthesis.translation import TranslationOutcome, translate_paths
 from magnet_dagster.tools.executors import ExecutorFactory
 

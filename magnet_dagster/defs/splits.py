@@ -16,8 +16,9 @@ from magnet_dagster import config
 from magnet_dagster.defs.common import check_partitions, images, table, tool_sets
 from magnet_dagster.defs.resources import LineageStoreResource
 from magnet_dagster.previews import percent, shorten, spread
-from magnet_dagster.store.loaders import load_export_sources, load_options, load_specs
+from magnet_dagster.store.loaders import load_specs
 from magnet_dagster.synthesis.export import ExportOutcome, export_partition, exported_problems, read_jsonl
+from magnet_dagster.synthesis.inputs import load_export_sources, load_options
 from magnet_dagster.synthesis.splits import SPLITS, SplitAssignment, SplitSettings, leaked_paths, split_rows
 
 

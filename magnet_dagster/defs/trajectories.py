@@ -20,8 +20,9 @@ from magnet_dagster.defs.common import (
 )
 from magnet_dagster.defs.resources import LineageStoreResource, LLMResource
 from magnet_dagster.previews import compact_calls, funnel, message_calls, percent, shorten, spread
-from magnet_dagster.store.loaders import load_options, load_partition, load_turns_by_path
+from magnet_dagster.store.loaders import load_turns_by_path
 from magnet_dagster.synthesis.distillation import DistillationOutcome, distill_paths
+from magnet_dagster.synthesis.inputs import load_options, load_partition
 
 
 @dg.asset(partitions_def=tool_sets, group_name="magnet_pipeline", deps=["queries"], kinds={"duckdb"}, pool="teacher")

@@ -9,12 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from magnet_dagster.graph.function_graph import build_graph, edge_mappings
-from magnet_dagster.store.counts import partition_counts
 from magnet_dagster.store.lineage import LineageStore
-from magnet_dagster.synthesis.export import ExportSources
-from magnet_dagster.synthesis.options import SynthesisOptions
-from magnet_dagster.synthesis.results import Partition
 from magnet_dagster.tools.spec import FunctionSpec
 
 EDGES_WITH_NAMES = """
@@ -47,10 +42,6 @@ def catalog_row(store: LineageStore, tool_set: str) -> dict[str, Any]:
     return rows[0]
 
 
-def load_options(store: LineageStore, tool_set: str) -> SynthesisOptions:
-    return SynthesisOptions.from_mapping(catalog_row(store, tool_set)["options"])
-
-
 def load_executor(store: LineageStore, tool_set: str) -> dict[str, Any]:
     """How the tool set's functions run (`{"kind": "bfcl", ...}` / simulated), as the catalog found it."""
     return catalog_row(store, tool_set)["executor"]
@@ -63,19 +54,6 @@ def load_specs(store: LineageStore, tool_set: str) -> dict[str, FunctionSpec]:
 def load_edges(store: LineageStore, tool_set: str) -> list[dict[str, Any]]:
     """Judged pairs with source and target names and parameter `mapping`, for `build_graph` / `edge_mappings`."""
     return store.query(EDGES_WITH_NAMES, [tool_set])
-
-
-def load_export_sources(store: LineageStore, tool_set: str) -> ExportSources:
-    """What the export and its card read besides the kept trajectories: preference pairs, paths,
-    counts per stage, and the function graph with each function's category (for its plot)."""
-    specs = load_specs(store, tool_set)
-    return ExportSources(
-        store.rows("preference_pairs", tool_set, "pair_id"),
-        store.rows("paths", tool_set),
-        partition_counts(store, tool_set),
-        build_graph(specs, load_edges(store, tool_set)),
-        {name: spec.category or "-" for name, spec in specs.items()},
-    )
 
 
 def load_turns_by_path(store: LineageStore, tool_set: str) -> dict[str, list[dict[str, Any]]]:
@@ -92,14 +70,3 @@ def load_test_split(store: LineageStore, tool_set: str) -> list[dict[str, Any]]:
     for row in rows:
         row.setdefault("turn_meta", None)
     return rows
-
-
-def load_partition(store: LineageStore, tool_set: str, run_id: str) -> Partition:
-    """The catalog, options and the graph's parameter mappings of one tool set, for a stage run."""
-    return Partition(
-        tool_set,
-        run_id,
-        load_specs(store, tool_set),
-        load_options(store, tool_set),
-        edge_mappings(load_edges(store, tool_set)),
-    )

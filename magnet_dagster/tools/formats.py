@@ -393,6 +393,18 @@ def executor_description(classes: list[str], targets: list[PythonTarget], simula
     return executor
 
 
+def find_tool_set(key: str, directory: Path | None = None) -> Path:
+    """The file or folder in the watched directory whose name is the partition key."""
+    directory = directory or config.tool_sets_dir()
+    for entry in sorted(directory.iterdir()) if directory.is_dir() else []:
+        try:
+            if tool_set_name(entry) == key:
+                return entry
+        except ToolSetError:
+            continue
+    raise ToolSetError(f"tool set {key!r} not found in {directory}")
+
+
 def scan_tool_sets(directory: Path) -> tuple[dict[str, str], dict[str, str]]:
     """({tool set name: content hash}, {entry: why it was skipped}) for a watched folder."""
     found: dict[str, str] = {}

@@ -1,4 +1,4 @@
-"""A tool set's catalog: find it in the watched folder, read it, validate every function.
+"""Stage 1's core: a tool set's catalog, found in the watched folder, read, every function validated.
 
 The one function the `function_catalog` asset calls. A file that cannot be read raises
 `ToolSetError` with one line naming the file and the reason; a bad function or line is a
@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from magnet_dagster import config
 from magnet_dagster.synthesis.options import SynthesisOptions
-from magnet_dagster.tools.formats import ToolSetSource, read_tool_set, tool_set_name
+from magnet_dagster.tools.formats import ToolSetSource, find_tool_set, read_tool_set
 from magnet_dagster.tools.spec import FunctionSpec, ToolSetError
 from magnet_dagster.tools.validation import Rejection, validate_functions
 
@@ -24,18 +23,6 @@ class Catalog:
     options: SynthesisOptions
     kept: list[FunctionSpec]
     rejected: list[Rejection]
-
-
-def find_tool_set(key: str, directory: Path | None = None) -> Path:
-    """The file or folder in the watched directory whose name is the partition key."""
-    directory = directory or config.tool_sets_dir()
-    for entry in sorted(directory.iterdir()) if directory.is_dir() else []:
-        try:
-            if tool_set_name(entry) == key:
-                return entry
-        except ToolSetError:
-            continue
-    raise ToolSetError(f"tool set {key!r} not found in {directory}")
 
 
 def load_catalog(key: str, directory: Path | None = None) -> Catalog:
