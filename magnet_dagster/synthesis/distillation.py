@@ -36,7 +36,7 @@ from magnet_dagster.synthesis.prompts import (
 )
 from magnet_dagster.synthesis.results import TRAJECTORIES, Partition, PathRejection, TurnResult
 from magnet_dagster.tools.calls import CallParseError, ToolCall, calls_mismatch, leaves
-from magnet_dagster.tools.messages import asks_for_parameters, asks_or_refuses, holdout_message, tool_messages
+from magnet_dagster.tools.messages import asks_for_parameters, asks_or_refuses, holdout_message, states, tool_messages
 from magnet_dagster.tools.spec import FunctionSpec, stable_id
 
 ERROR_TYPES = (
@@ -132,7 +132,6 @@ async def assistant_turn(
 
 # ------------------------------------------------------------------ the reply after the results
 
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _FAILURE_WORDS = re.compile(r"\b(error|fail(?:ed|s)?|could not|couldn't|cannot|can't|unable|not found)\b", re.I)
 _WORD = re.compile(r"[^\W\d_]{2,}")
 
@@ -155,13 +154,8 @@ def reply_problem(content: str, outputs: list[Any]) -> str | None:
     values = [v for v in leaves(outputs) if v is not None and not isinstance(v, bool)]
     if not values:
         return None
-    numbers = {float(n) for n in _NUMBER.findall(text)}
-    lowered = " ".join(text.lower().split())
-    for v in values:
-        if isinstance(v, int | float) and float(v) in numbers:
-            return None
-        if isinstance(v, str) and v.strip() and " ".join(v.lower().split()) in lowered:
-            return None
+    if any(states(v, text) for v in values):
+        return None
     return f"the reply reports none of the results: {text[:80]!r}"
 
 

@@ -50,7 +50,7 @@ from magnet_dagster.synthesis.results import QUERIES, Partition, PathRejection, 
 from magnet_dagster.synthesis.values import suggest_values
 from magnet_dagster.tools.calls import ToolCall, calls_mismatch, leaves
 from magnet_dagster.tools.executors import Executor, ExecutorFactory, conversation_seed
-from magnet_dagster.tools.messages import ADDITIONAL_FUNCTIONS_PROMPT
+from magnet_dagster.tools.messages import ADDITIONAL_FUNCTIONS_PROMPT, states
 from magnet_dagster.tools.spec import FunctionSpec
 
 # ------------------------------------------------------------------ checks
@@ -151,17 +151,6 @@ def identifier_names(text: str, names: Iterable[str]) -> list[str]:
         if looks_like_code and re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", text, re.I):
             found.append(name)
     return found
-
-
-def _states(value: Any, text: str) -> bool:
-    """Whether the user's words state `value` (numbers as numbers, strings case-insensitively)."""
-    if isinstance(value, bool) or value is None:
-        return False
-    if isinstance(value, int | float):
-        return float(value) in {float(n) for n in _NUMBER.findall(text)}
-    if isinstance(value, str):
-        return bool(value.strip()) and " ".join(value.lower().split()) in " ".join(text.lower().split())
-    return all(_states(x, text) for x in leaves(value)) and bool(leaves(value))
 
 
 def held_out(path: SignaturePath) -> dict[str, int]:
@@ -324,7 +313,7 @@ async def _split_turn(
     named = identifier_names(query, ctx.specs)
     if named:
         return _reject(index, "names_function", f"the query names {named}")
-    stated = [p for p, v in pending.items() if _states(v, query)]
+    stated = [p for p, v in pending.items() if states(v, query)]
     if stated:
         return _reject(index, "states_missing_value", f"the query gives the value of {stated} it must leave out")
     return TurnResult(
@@ -351,7 +340,7 @@ async def _value_turn(
     )
     if reply is None:
         return _reject(index, "back_translation_failed", "no reply giving the value")
-    if not _states(value, reply) or identifier_names(reply, ctx.specs):
+    if not states(value, reply) or identifier_names(reply, ctx.specs):
         return _reject(index, "value_turn", f"the reply must give just {param}={json.dumps(value)}: {reply!r}")
     return await _forward(ctx, index, reply, f"{asked.query} {reply}", done, tools, seed, ids)
 

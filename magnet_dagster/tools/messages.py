@@ -9,7 +9,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from magnet_dagster.tools.calls import ToolCall
+from magnet_dagster.tools.calls import ToolCall, leaves
 from magnet_dagster.tools.spec import FunctionSpec
 
 #: BFCL's held-out-function convention (bfcl_eval/constants/default_prompts.py,
@@ -91,3 +91,20 @@ def asks_for_parameters(text: str, parameters: Sequence[str]) -> bool:
     """An ask on a `miss_params` turn: a question (or a "cannot without") that names every
     missing parameter. An ask for some other parameter does not count."""
     return asks_or_refuses(text) and all(mentions_parameter(text, p) for p in parameters)
+
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def states(value: Any, text: str) -> bool:
+    """Whether words state `value`: numbers as numbers, text case- and space-insensitively, a
+    list or object when every scalar in it is stated. Shared by the query checks (a value left
+    out must not be stated) and the reply check (a result must be)."""
+    if isinstance(value, bool) or value is None:
+        return False
+    if isinstance(value, int | float):
+        return float(value) in {float(n) for n in _NUMBER.findall(text)}
+    if isinstance(value, str):
+        return bool(value.strip()) and " ".join(value.lower().split()) in " ".join(text.lower().split())
+    scalars = leaves(value)
+    return bool(scalars) and all(states(x, text) for x in scalars)
