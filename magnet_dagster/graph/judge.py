@@ -25,27 +25,28 @@ Prefetch = Callable[[Sequence[LLMRequest]], Awaitable[dict[str, int]]]
 
 RELATIONS = ("full", "partial", "prerequisite", "none")
 
-EDGE_PROMPT = """You judge how API functions connect. Source function:
-{source}
-
-For each candidate below, decide the relation from the source to the candidate:
+# Instructions first, the functions last: the server evaluates the shared part once per slot.
+EDGE_PROMPT = """You judge how API functions connect. For each candidate function, decide the
+relation from the source function to the candidate:
 - "full": the source's output gives all required inputs of the candidate
 - "partial": the source's output gives some inputs of the candidate
 - "prerequisite": the source must run before the candidate (e.g. log in, create), without passing data
 - "none": no useful relation
-Candidates:
-{candidates}
-
 Answer with a JSON object keyed by candidate name, each with "relation", a short "reason" and
 "mapping": for "full" or "partial", which output field of the source gives each candidate
-parameter it feeds, as {{"parameter": "output field"}} ("$" for the whole output); otherwise {{}}."""
+parameter it feeds, as {{"parameter": "output field"}} ("$" for the whole output); otherwise {{}}.
+Source function:
+{source}
+Candidates:
+{candidates}"""
 
-NESTED_PROMPT = """Function A:
+NESTED_PROMPT = """Is it natural for an assistant to call function B right after function A, taking
+B's arguments from A's output, without the user asking for B? Answer with JSON
+{{"nested": true|false, "reason": "..."}}.
+Function A:
 {source}
 Function B:
-{target}
-Is it natural for an assistant to call B right after A, taking B's arguments from A's output,
-without the user asking for B? Answer with JSON {{"nested": true|false, "reason": "..."}}."""
+{target}"""
 
 
 def describe(spec: FunctionSpec) -> str:
@@ -61,7 +62,7 @@ def describe(spec: FunctionSpec) -> str:
 
 
 #: structured-output budget: the object, then per candidate its verdict, then per parameter a mapping entry
-EDGE_TOKENS_BASE, EDGE_TOKENS_PER_CANDIDATE, EDGE_TOKENS_PER_PARAMETER = 64, 64, 12
+EDGE_TOKENS_BASE, EDGE_TOKENS_PER_CANDIDATE, EDGE_TOKENS_PER_PARAMETER = 32, 64, 12
 
 
 def mapping_schema(source: FunctionSpec, candidate: FunctionSpec) -> dict[str, Any]:
@@ -81,7 +82,7 @@ def edge_request(source: FunctionSpec, candidates: list[FunctionSpec]) -> LLMReq
     mappings = {c.name: mapping_schema(source, c) for c in candidates}
     item = {
         "relation": {"type": "string", "enum": list(RELATIONS)},
-        "reason": {"type": "string", "maxLength": 160},
+        "reason": {"type": "string", "maxLength": 80},
     }
     schema = {
         "type": "object",
@@ -162,13 +163,13 @@ def parse_edges(source: FunctionSpec, candidates: Sequence[FunctionSpec], reply:
 def nested_request(source: FunctionSpec, target: FunctionSpec) -> LLMRequest:
     schema = {
         "type": "object",
-        "properties": {"nested": {"type": "boolean"}, "reason": {"type": "string", "maxLength": 160}},
+        "properties": {"nested": {"type": "boolean"}, "reason": {"type": "string", "maxLength": 80}},
         "required": ["nested", "reason"],
     }
     return LLMRequest(
         messages=[{"role": "user", "content": NESTED_PROMPT.format(source=describe(source), target=describe(target))}],
         response_schema=schema,
-        max_tokens=96,
+        max_tokens=64,
     )
 
 

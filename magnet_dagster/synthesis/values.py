@@ -19,10 +19,10 @@ from magnet_dagster.tools.spec import FunctionSpec
 
 VALUES_PROMPT = """Propose realistic values that a real user of this function would give for the
 listed parameters: concrete names, dates, amounts, ids in the format each description asks for.
+Answer with JSON: one value per parameter.
 Function: {name}: {description}
 Parameters:
-{parameters}
-Answer with JSON: one value per parameter."""
+{parameters}"""
 
 _PARAMETER_KEYS = ("type", "description", "enum", "format", "examples", "minimum", "maximum", "pattern", "items")
 
