@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# llama.cpp's own server (parallel slots, prompt cache), built from the llama.cpp source that this
+# llama-cpp-python release vendors; cached per version, so only a machine's first install compiles
+LLAMA_CPP_PYTHON := 0.3.36
+LLAMA_SERVER := $(BIN)/llama-server
 DEMO ?= bfcl_demo
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export MAGNET_HOME ?= $(CURDIR)/.magnet
@@ -17,11 +21,19 @@ $(STAMP): pyproject.toml requirements-nodeps.txt
 	$(BIN)/pip install --quiet --no-deps -r requirements-nodeps.txt
 	touch $@
 
-install: $(STAMP)
+$(LLAMA_SERVER): | $(STAMP)
+	bash scripts/build-llama-server.sh $(BIN)/pip $(LLAMA_CPP_PYTHON) $@
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+install: $(STAMP) $(LLAMA_SERVER)
+
+# The instance: embedded (SQLite under DAGSTER_HOME) by default; with DAGSTER_PG_HOST set, in the
+# Postgres database the DAGSTER_PG_* variables name (dagster.postgres.yaml). Relinked on every call,
+# so the variable decides each time.
+DAGSTER_YAML := $(if $(DAGSTER_PG_HOST),dagster.postgres.yaml,dagster.yaml)
+.PHONY: $(DAGSTER_HOME)/dagster.yaml
+$(DAGSTER_HOME)/dagster.yaml: $(DAGSTER_YAML)
 	mkdir -p $(DAGSTER_HOME)
-	ln -sf $(CURDIR)/dagster.yaml $@
+	ln -sf $(CURDIR)/$(DAGSTER_YAML) $@
 
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m magnet_dagster.defs.cli add $(DEMO)

@@ -2,10 +2,16 @@
 
 import sys
 
-from benchmarks import evaluation, graph_building, llm_client
+from benchmarks import cache_startup, embedded_server, evaluation, graph_building, llm_client, scale
 
-BENCHMARKS = [("LLM client", llm_client.main), ("evaluation client", evaluation.main),
-              ("graph building", graph_building.main)]
+BENCHMARKS = [
+    ("LLM client", llm_client.main),
+    ("LLM cache start-up", cache_startup.main),
+    ("evaluation client", evaluation.main),
+    ("graph building", graph_building.main),
+    ("scale, 500 functions through every asset", scale.main),
+    ("embedded server", embedded_server.main),
+]
 
 
 def main() -> int:

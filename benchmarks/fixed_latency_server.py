@@ -1,7 +1,10 @@
-"""A loopback OpenAI-compatible server with a fixed per-request latency, for client benchmarks.
+"""A loopback LLM server with a fixed per-request latency, for client benchmarks.
 
-Pure asyncio (no per-request threads, no web framework) in its own process, so it never
-competes with the client's event loop and is not the bottleneck on 2 cores.
+It speaks two shapes: OpenAI-compatible `POST .../chat/completions` and Gemini's REST
+`POST .../models/<model>:generateContent` (what google-genai sends on Vertex AI). A bare
+`asyncio.Protocol` (no streams, no per-request task or thread, no web framework) in its own
+process, so it never competes with the client's event loop and stays far from being the
+bottleneck on 2 cores at thousands of requests a second.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from contextlib import contextmanager
 REPLY = {"id": "bench", "object": "chat.completion", "created": 0, "model": "bench",
          "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "ok"}}],
          "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}}
+GEMINI_REPLY = {"candidates": [{"content": {"role": "model", "parts": [{"text": "ok"}]}, "finishReason": "STOP"}],
+                "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 1, "totalTokenCount": 6},
+                "modelVersion": "bench"}
 
 
 def _response(body: bytes) -> bytes:
@@ -25,35 +31,62 @@ def _response(body: bytes) -> bytes:
             + str(len(body)).encode() + b"\r\nConnection: keep-alive\r\n\r\n" + body)
 
 
+OPENAI_RESPONSE = _response(json.dumps(REPLY).encode())
+GEMINI_RESPONSE = _response(json.dumps(GEMINI_REPLY).encode())
+MODELS_RESPONSE = _response(b'{"object": "list", "data": [{"id": "bench"}]}')
+
+
+class _Counter:
+    requests = 0
+
+
+class _HttpProtocol(asyncio.Protocol):
+    """HTTP/1.1 keep-alive: each POST is answered `latency_s` after it has fully arrived."""
+
+    def __init__(self, latency_s: float, counter: _Counter) -> None:
+        self.latency_s = latency_s
+        self.counter = counter
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = self.buffer[:end].decode("latin-1")
+            length = 0
+            for line in head.split("\r\n")[1:]:
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value)
+            if len(self.buffer) < end + 4 + length:
+                return
+            self.buffer = self.buffer[end + 4 + length:]
+            method, path = head.split(" ", 2)[:2]
+            if method == "POST":
+                self.counter.requests += 1
+                reply = GEMINI_RESPONSE if ":generateContent" in path else OPENAI_RESPONSE
+                asyncio.get_running_loop().call_later(self.latency_s, self._send, reply)
+            elif path.endswith("/stats"):
+                self._send(_response(json.dumps({"requests": self.counter.requests}).encode()))
+            else:
+                self._send(MODELS_RESPONSE)
+
+    def _send(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+
 async def _serve(port: int, latency_s: float) -> None:
-    count = 0
-    body = json.dumps(REPLY).encode()
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal count
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                method, path = lines[0].split(" ")[:2]
-                length = next((int(x.split(":", 1)[1]) for x in lines if x.lower().startswith("content-length:")), 0)
-                if length:
-                    await reader.readexactly(length)
-                if method == "POST":
-                    count += 1
-                    await asyncio.sleep(latency_s)
-                    writer.write(_response(body))
-                elif path.endswith("/stats"):
-                    writer.write(_response(json.dumps({"requests": count}).encode()))
-                else:
-                    writer.write(_response(b'{"object": "list", "data": [{"id": "bench"}]}'))
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
+    counter = _Counter()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: _HttpProtocol(latency_s, counter), "127.0.0.1", port, backlog=4096)
     async with server:
         await server.serve_forever()
 
@@ -73,7 +106,13 @@ class FixedLatencyServer:
         self.port = port
 
     @property
+    def root_url(self) -> str:
+        """What google-genai takes as `base_url` (it appends `v1beta1/projects/...`)."""
+        return f"http://127.0.0.1:{self.port}/"
+
+    @property
     def base_url(self) -> str:
+        """What an OpenAI client takes as `base_url`."""
         return f"http://127.0.0.1:{self.port}/v1"
 
     def requests(self) -> int:
@@ -93,7 +132,7 @@ def fixed_latency_server(latency_s: float) -> Iterator[FixedLatencyServer]:
             server.requests()
             break
         except OSError:
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or not process.is_alive():
                 process.kill()
                 raise
             time.sleep(0.05)

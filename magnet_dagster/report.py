@@ -12,7 +12,7 @@ from pathlib import Path
 from magnet_dagster import config
 from magnet_dagster.previews import funnel
 from magnet_dagster.store.counts import stage_counts
-from magnet_dagster.store.lineage import LineageStore
+from magnet_dagster.store.lineage import LineageStore, open_lineage_store
 from magnet_dagster.synthesis.export import EVALUATION_PLOT, export_files
 
 LAST_EVAL_SQL = """
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m magnet_dagster.report TOOL_SET", file=sys.stderr)
         return 2
-    print(summary(args[0], LineageStore(config.lineage_db_path())))
+    print(summary(args[0], open_lineage_store()))
     return 0
 
 

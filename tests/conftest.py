@@ -1,11 +1,27 @@
 """Shared fixtures. Integration tests use the real llama.cpp server with the SmolLM2 GGUF."""
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.postgres_server import PostgresServer, postgres_server
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server (temp folder, loopback) for the session; skipped where not installed."""
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> str:
+    """A fresh, empty database on the session's server."""
+    return postgres.database()
 
 
 @pytest.fixture

@@ -20,16 +20,16 @@ from magnet_dagster.llm.backends import BackendSettings, make_backend, make_batc
 from magnet_dagster.llm.batch_mode import prefetch_with_batch
 from magnet_dagster.llm.client import Backend, LLMClient, LLMRequest
 from magnet_dagster.llm.vllm_server import start_vllm
-from magnet_dagster.store.lineage import LineageStore
+from magnet_dagster.store.lineage import LineageStore, open_lineage_store
 
 
 class LineageStoreResource(dg.ConfigurableResource):
-    """`$MAGNET_HOME/lineage.duckdb`, opened per unit of work (never held across LLM calls)."""
+    """`$MAGNET_HOME/lineage.duckdb`, or the shared store `MAGNET_LINEAGE_URL` names (`open_lineage_store`)."""
 
     path: str | None = None
 
     def get(self) -> LineageStore:
-        return LineageStore(self.path or config.lineage_db_path())
+        return open_lineage_store(self.path)
 
 
 class LLMResource(dg.ConfigurableResource):
@@ -40,7 +40,8 @@ class LLMResource(dg.ConfigurableResource):
     """
 
     role: str
-    concurrency: int = 4
+    #: requests in flight at once; unset: the embedded server's slot count, else 4
+    concurrency: int | None = None
     _local: Any = PrivateAttr(default=None)
     _vllm: Any = PrivateAttr(default=None)
 
@@ -77,6 +78,9 @@ class LLMResource(dg.ConfigurableResource):
         url, model = self._server(settings)
         return make_backend(settings, url, model)
 
+    def _default_concurrency(self) -> int:
+        return local_server.parallel_slots() if self.settings().kind == "local" else 4
+
     def client(self, store: LineageStore, context: dg.AssetExecutionContext) -> LLMClient:
         return LLMClient(
             backend=self.backend(),
@@ -85,7 +89,7 @@ class LLMResource(dg.ConfigurableResource):
             tool_set=context.partition_key if context.has_partition_key else None,
             run_id=context.run.run_id,
             asset=context.asset_key.to_user_string(),
-            concurrency=self.concurrency,
+            concurrency=self.concurrency or self._default_concurrency(),
         ).open()
 
     def prefetcher(self, client: LLMClient) -> Prefetch | None:

@@ -8,9 +8,12 @@ topped up from the whole tool set when the category is small.
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from itertools import islice
+from operator import itemgetter
 
 from magnet_dagster.tools.spec import FunctionSpec
 
@@ -84,7 +87,14 @@ class Candidate:
 
 
 def candidate_pairs(specs: list[FunctionSpec], k: int = 30) -> dict[str, list[Candidate]]:
-    """Up to `k` ranked candidate targets per source function."""
+    """Up to `k` ranked candidate targets per source function.
+
+    No step scans or sorts the whole catalog per source: where a category alone fills its
+    members' `k`, a source's scores come from that category's postings and the unscored rest
+    in name order; only a source in a small category reads the whole index (its shared tokens'
+    postings, common tokens left out). Same result as ranking every candidate, at a cost that
+    follows category sizes rather than the catalog's square.
+    """
     by_group: dict[str | None, list[str]] = defaultdict(list)
     index: dict[str, list[tuple[str, int]]] = defaultdict(list)
     group_of: dict[str, str | None] = {}
@@ -94,26 +104,45 @@ def candidate_pairs(specs: list[FunctionSpec], k: int = 30) -> dict[str, list[Ca
         by_group[group].append(spec.name)
         for token, weight in _field_tokens(spec.parameters).items():
             index[token].append((spec.name, weight))
-    everyone = [s.name for s in specs]
     # Tokens most parameters share (a bare type, a generic word) say little and would make
     # every lookup a near-scan of the catalog: like stop words, they are left out.
     common = {tok for tok, posts in index.items() if len(posts) > max(50, len(specs) // 20)}
+    # A category with more than k members fills every member's k from itself: its own postings
+    # give the same scores for its members as the whole index, without touching the rest.
+    group_index: dict[str | None, dict[str, list[tuple[str, int]]]] = {}
+    for token, posts in index.items():
+        if token in common:
+            continue
+        for target, weight in posts:
+            group = group_of[target]
+            if len(by_group[group]) > k:
+                group_index.setdefault(group, defaultdict(list))[token].append((target, weight))
+    by_name = {g: sorted(names) for g, names in by_group.items()}
+    everyone = [s.name for s in specs]
     result: dict[str, list[Candidate]] = {}
     for spec in specs:
+        group = group_of[spec.name]
+        fills_itself = len(by_group[group]) > k
+        postings = group_index.get(group, {}) if fills_itself else index
         scores: Counter[str] = Counter()
         for token, weight in _field_tokens(spec.returns).items():
             if token in common:
                 continue
-            for target, target_weight in index.get(token, ()):
+            for target, target_weight in postings.get(token, ()):
                 if target != spec.name:
                     scores[target] += weight * target_weight
-        same = [n for n in by_group[group_of[spec.name]] if n != spec.name]
-        chosen = sorted(same, key=lambda n: (-scores[n], n))[:k]
+        # same category first: scored members by score then name, then the unscored ones by name
+        scored_same = [n for n in scores if group_of[n] == group]
+        chosen = heapq.nsmallest(k, scored_same, key=lambda n: (-scores[n], n))
         if len(chosen) < k:
+            chosen += islice((n for n in by_name[group] if n not in scores and n != spec.name), k - len(chosen))
+        if not fills_itself and len(chosen) < k:
+            same = len(by_group[group]) - 1
             taken = set(chosen) | {spec.name}
-            chosen += [n for n, _ in scores.most_common() if n not in taken][: k - len(chosen)]
-            if len(chosen) < k and len(same) < k // 3:
+            best = heapq.nlargest(k - len(chosen) + len(taken), scores.items(), key=itemgetter(1))
+            chosen += [n for n, _ in best if n not in taken][: k - len(chosen)]
+            if len(chosen) < k and same < k // 3:
                 taken = set(chosen) | {spec.name}
-                chosen += [n for n in everyone if n not in taken][: k - len(chosen)]
+                chosen += islice((n for n in everyone if n not in taken), k - len(chosen))
         result[spec.name] = [Candidate(spec.name, n, float(scores[n])) for n in chosen]
     return result

@@ -10,6 +10,7 @@ closes it, retrying with backoff while another process holds the lock. Nothing s
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -20,6 +21,8 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+
+from magnet_dagster import config
 
 DDL_FILES = ("schema.sql", "lineage.sql")
 
@@ -53,7 +56,13 @@ def ddl(name: str) -> str:
         return (Path(__file__).resolve().parents[2] / "sql" / name).read_text(encoding="utf-8")
 
 
+class StoreUnavailable(RuntimeError):
+    """The store could not be reached in time (a held file lock, a lost server): retry later, not a bad row."""
+
+
 def _is_lock_error(exc: BaseException) -> bool:
+    if isinstance(exc, StoreUnavailable):
+        return True
     return isinstance(exc, duckdb.Error) and any(m in str(exc) for m in _LOCK_MARKERS)
 
 
@@ -73,6 +82,16 @@ class LineageStore:
         self.lock_timeout_s = lock_timeout_s
         self._ready = False
 
+    def _being_created(self, exc: duckdb.Error) -> bool:
+        """Another process has just created the file and not yet written its header (several
+        workers starting at once on a new home): wait, as for a lock. An old invalid file is an error."""
+        if "not a valid DuckDB database file" not in str(exc):
+            return False
+        try:
+            return time.time() - self.path.stat().st_mtime < 10.0
+        except OSError:
+            return True
+
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """Open the file for one unit of work, waiting while another process holds it."""
@@ -84,7 +103,7 @@ class LineageStore:
                 con = duckdb.connect(str(self.path))
                 break
             except duckdb.Error as exc:
-                if not _is_lock_error(exc) or time.monotonic() > deadline:
+                if not (_is_lock_error(exc) or self._being_created(exc)) or time.monotonic() > deadline:
                     raise
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 1.0)
@@ -149,12 +168,12 @@ class LineageStore:
         ]
         frame = pd.DataFrame.from_records(records, columns=columns)
         con.register("_incoming", frame)
-        try:
-            cols = ", ".join(columns)
-            conflict = " ON CONFLICT DO NOTHING" if table == "llm_cache" else ""
-            con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _incoming{conflict}")
-        finally:
-            con.unregister("_incoming")
+        cols = ", ".join(columns)
+        conflict = " ON CONFLICT DO NOTHING" if table == "llm_cache" else ""
+        con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _incoming{conflict}")
+        # Not in a `finally`: after a failed insert the transaction is aborted, and unregistering
+        # would raise over the insert's own error (the connection is closed right after anyway).
+        con.unregister("_incoming")
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Run a read query (SQL from our code, values as parameters) and decode JSON."""
@@ -180,6 +199,24 @@ class LineageStore:
         if table not in PARTITION_TABLES | APPEND_TABLES:
             raise ValueError(f"unknown table {table}")
         return self.query(f"SELECT count(*) AS n FROM {table} WHERE tool_set = ?", [tool_set])[0]["n"]
+
+
+#: The one switch to the shared store: a Postgres URL (see `store/shared.py`); unset, the DuckDB file.
+LINEAGE_URL_ENV = "MAGNET_LINEAGE_URL"
+
+
+def open_lineage_store(path: str | Path | None = None) -> LineageStore:
+    """The store this environment names: the shared Postgres database `MAGNET_LINEAGE_URL` when it
+    is set (every worker of a deployment writes there), else the DuckDB file `path`
+    (default `$MAGNET_HOME/lineage.duckdb`)."""
+    url = os.environ.get(LINEAGE_URL_ENV, "").strip()
+    if url:
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError(f"{LINEAGE_URL_ENV}: expected a postgresql:// URL")
+        from magnet_dagster.store.shared import PostgresLineageStore  # psycopg only where it is used
+
+        return PostgresLineageStore(url)
+    return LineageStore(path or config.lineage_db_path())
 
 
 def rows_from(objects: Iterable[Any]) -> list[dict[str, Any]]:

@@ -142,15 +142,32 @@ def _outputs_text(results: list[TurnResult], current: list[Any]) -> str:
     return "\n".join(outs[-6:]) or "(none)"
 
 
+_IDENTIFIER = re.compile(r"(?<![\w.])[\w.]+")
+
+
+def _identifiers(text: str) -> set[str]:
+    """Every lower-cased run of word characters and dots in `text` (not preceded by one), and each
+    of its prefixes that ends before a dot: the strings a name can match as a whole identifier."""
+    found = set()
+    for token in _IDENTIFIER.findall(text.lower()):
+        found.add(token)
+        found.update(token[:i] for i, ch in enumerate(token) if ch == ".")
+    return found
+
+
 def identifier_names(text: str, names: Iterable[str]) -> list[str]:
     """Function names the text uses as identifiers. A one-word name (`add`) is an ordinary word
-    in a request, so only names with `_`, `.` or inner capitals count."""
-    found = []
-    for name in names:
-        looks_like_code = "_" in name or "." in name or name[1:] != name[1:].lower()
-        if looks_like_code and re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", text, re.I):
-            found.append(name)
-    return found
+    in a request, so only names with `_`, `.` or inner capitals count.
+
+    One scan of the text and a set lookup per name (not a regex per name): a catalog of
+    thousands of functions stays linear.
+    """
+    present = _identifiers(text)
+    return [
+        name
+        for name in names
+        if ("_" in name or "." in name or name[1:] != name[1:].lower()) and name.lower() in present
+    ]
 
 
 def held_out(path: SignaturePath) -> dict[str, int]:

@@ -1,4 +1,5 @@
-"""A materialization killed halfway and run again repays nothing that finished (real local server)."""
+"""A materialization killed halfway and run again repays nothing that finished (real local server),
+with the lineage in the DuckDB file and in the shared Postgres store (`MAGNET_LINEAGE_URL`)."""
 
 import os
 import signal
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from magnet_dagster.store.lineage import LineageStore
+from magnet_dagster.store.lineage import LINEAGE_URL_ENV, open_lineage_store
 from tests.conftest import ROOT, write_tiny_bfcl_tool_set
 
 pytestmark = pytest.mark.integration
@@ -19,13 +20,25 @@ def _journal_lines(home: Path) -> int:
     return sum(len(p.read_text().splitlines()) for p in (home / "llm_journal").glob("*.jsonl"))
 
 
-def test_killed_then_rerun_materialization_makes_no_repeated_request(tmp_path, magnet_home, tool_sets_dir):
+@pytest.fixture(params=["duckdb", "postgres"])
+def lineage_env(request, monkeypatch) -> dict[str, str]:
+    """Both lineage stores: the DuckDB file under MAGNET_HOME, and the shared Postgres store."""
+    monkeypatch.delenv(LINEAGE_URL_ENV, raising=False)
+    if request.param == "duckdb":
+        return {}
+    url = request.getfixturevalue("postgres_url")
+    monkeypatch.setenv(LINEAGE_URL_ENV, url)
+    return {LINEAGE_URL_ENV: url}
+
+
+def test_killed_then_rerun_materialization_makes_no_repeated_request(tmp_path, magnet_home, tool_sets_dir,
+                                                                      lineage_env):
     write_tiny_bfcl_tool_set(tool_sets_dir, "resume", ["add", "multiply", "square_root", "round_number"], seed=5)
     dagster_home = tmp_path / "dagster_home"
     dagster_home.mkdir()
     (dagster_home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
-    env = os.environ | {"DAGSTER_HOME": str(dagster_home), "MAGNET_HOME": str(magnet_home),
-                        "MAGNET_TOOL_SETS_DIR": str(tool_sets_dir)}
+    env = os.environ | lineage_env | {"DAGSTER_HOME": str(dagster_home), "MAGNET_HOME": str(magnet_home),
+                                      "MAGNET_TOOL_SETS_DIR": str(tool_sets_dir)}
     subprocess.run([sys.executable, "-m", "magnet_dagster.defs.cli", "add", "resume"], env=env, cwd=ROOT, check=True)
     cmd = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "magnet_dagster.definitions",
            "--select", "function_catalog*", "--partition", "resume"]
@@ -42,7 +55,7 @@ def test_killed_then_rerun_materialization_makes_no_repeated_request(tmp_path, m
 
     second = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    store = LineageStore(magnet_home / "lineage.duckdb")
+    store = open_lineage_store()
     repeated = store.query(
         "SELECT cache_key, count(*) AS n FROM llm_calls WHERE NOT cache_hit AND outcome = 'ok' "
         "GROUP BY cache_key HAVING count(*) > 1")

@@ -1,9 +1,9 @@
 """The Gemini backend against a loopback server speaking Vertex `generateContent`.
 
-What is asserted is what google-genai actually puts on the wire: camelCase REST fields,
-except inside `functionDeclarations`, which the installed SDK passes through with Python
-field names (`parameters_json_schema`); Vertex's JSON parser takes either spelling, so the
-declaration checks accept both.
+What is asserted is what goes on the wire: the REST body batch files carry too (camelCase
+fields), at the path google-genai would call. The declaration checks also accept the Python
+field names (`parameters_json_schema`) google-genai's own client sends, as Vertex's JSON parser
+takes either spelling.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ from magnet_dagster.llm.gemini_backend import (
     GeminiBackend,
     GeminiBlocked,
     from_gemini_response,
+    model_path,
     to_gemini_contents,
     to_vertex_request,
+    vertex_base_url,
 )
 from magnet_dagster.store.lineage import LineageStore
 
@@ -81,10 +83,10 @@ class Vertex:
         self.replies.append((status, payload))
 
     def backend(self, **kw: Any) -> GeminiBackend:
+        kw.setdefault("credentials", Credentials(token="fake-token"))
         return GeminiBackend(
             model="gemini-2.5-flash", project="test-proj", location="us-central1",
-            base_url=f"http://127.0.0.1:{self.port}/", credentials=Credentials(token="fake-token"),
-            retry_initial_delay_s=0.01, **kw,
+            base_url=f"http://127.0.0.1:{self.port}/", retry_initial_delay_s=0.01, **kw,
         )
 
 
@@ -284,3 +286,62 @@ def test_from_env_reads_project_location_and_base_url(monkeypatch):
     assert (backend.model, backend.project, backend.location, backend.base_url) == (
         "gemini-2.5-pro", "p", "europe-west4", "http://127.0.0.1:1/")
     assert GeminiBackend.from_env().model == "gemini-2.5-flash"
+
+
+def test_model_paths_and_endpoints_are_the_ones_google_genai_uses():
+    assert model_path("gemini-2.5-flash") == "publishers/google/models/gemini-2.5-flash"
+    assert model_path("meta/llama-3") == "publishers/meta/models/llama-3"
+    assert model_path("projects/p/locations/l/endpoints/1") == "projects/p/locations/l/endpoints/1"
+    assert vertex_base_url("europe-west4") == "https://europe-west4-aiplatform.googleapis.com/"
+    assert vertex_base_url("global") == "https://aiplatform.googleapis.com/"
+    assert vertex_base_url("eu") == "https://aiplatform.eu.rep.googleapis.com/"
+
+
+def test_server_errors_are_retried_and_the_quota_project_is_sent(vertex):
+    vertex.reply({"error": {"code": 503, "message": "Unavailable.", "status": "UNAVAILABLE"}}, 503)
+    vertex.reply(text_reply("ok"))
+    backend = vertex.backend(credentials=Credentials(token="fake-token", quota_project_id="billing-proj"))
+    raw = complete(backend, LLMRequest([{"role": "user", "content": "hi"}]))
+    assert raw.message["content"] == "ok" and len(vertex.requests) == 2
+    assert vertex.requests[1]["headers"]["x-goog-user-project"] == "billing-proj"
+
+
+class ExpiredCredentials(Credentials):
+    """Credentials whose token has expired: refreshed (counted) before the first call."""
+
+    def __init__(self) -> None:
+        super().__init__(token=None)
+        self.refreshes = 0
+
+    def refresh(self, request: Any) -> None:
+        self.refreshes += 1
+        self.token = f"refreshed-{self.refreshes}"
+
+
+def test_an_expired_token_is_refreshed_once_for_calls_in_flight_together(vertex):
+    credentials = ExpiredCredentials()
+    for _ in range(5):
+        vertex.reply(text_reply("ok"))
+    backend = vertex.backend(credentials=credentials)
+
+    async def main() -> list[Any]:
+        try:
+            return list(await asyncio.gather(*(backend.complete(LLMRequest([{"role": "user", "content": str(i)}]))
+                                               for i in range(5))))
+        finally:
+            await backend.aclose()
+
+    replies = asyncio.run(main())
+    assert len(replies) == 5 and credentials.refreshes == 1
+    assert {r["headers"]["Authorization"] for r in vertex.requests} == {"Bearer refreshed-1"}
+
+
+def test_project_and_credentials_come_from_application_default_credentials(vertex, monkeypatch):
+    import google.auth
+
+    monkeypatch.setattr(google.auth, "default", lambda scopes=None: (Credentials(token="adc-token"), "test-proj"))
+    vertex.reply(text_reply("ok"))
+    backend = GeminiBackend(model="gemini-2.5-flash", location="us-central1", base_url=f"http://127.0.0.1:{vertex.port}/")
+    complete(backend, LLMRequest([{"role": "user", "content": "hi"}]))
+    (sent,) = vertex.requests
+    assert sent["path"].endswith("/" + VERTEX_PATH) and sent["headers"]["Authorization"] == "Bearer adc-token"

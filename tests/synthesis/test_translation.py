@@ -1,7 +1,12 @@
 """Grounding and schema checks of back-and-forth translation (pure functions)."""
 
+import re
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from magnet_dagster.synthesis.prompts import calls_schema
-from magnet_dagster.synthesis.translation import schema_problem, ungrounded
+from magnet_dagster.synthesis.translation import identifier_names, schema_problem, ungrounded
 from magnet_dagster.tools.calls import ToolCall
 from magnet_dagster.tools.spec import FunctionSpec
 
@@ -43,3 +48,17 @@ def test_calls_schema_pins_names_and_count():
     assert array["minItems"] == array["maxItems"] == 2
     names = [v["properties"]["name"]["enum"] for v in array["items"]["anyOf"]]
     assert names == [["get_ticket"], ["create_ticket"]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["get_ticket", "TicketAPI.create_ticket", "ticketapi", "logIn", "login", "x.y",
+                                 "x.y.z.w", "a_bc", "_a_b", "é", "(mean_value)", "GET_TICKET", " ", ".", "-", "2"]),
+                max_size=8))
+def test_identifier_names_is_the_whole_identifier_match_of_each_name(pieces):
+    """The one-scan version agrees with the definition: a name, case-insensitively, not inside a
+    longer identifier (no word character or dot before, no word character after)."""
+    text = "".join(pieces)
+    names = ["get_ticket", "TicketAPI.create_ticket", "TicketAPI", "add", "logIn", "x.y.z", "a_b", "mean_value"]
+    by_regex = [n for n in names if ("_" in n or "." in n or n[1:] != n[1:].lower())
+                and re.search(rf"(?<![\w.]){re.escape(n)}(?!\w)", text, re.I)]
+    assert identifier_names(text, names) == by_regex
