@@ -15,7 +15,7 @@ import multiprocessing as mp
 import socket
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 REPLY = {"id": "bench", "object": "chat.completion", "created": 0, "model": "bench",
@@ -121,23 +121,30 @@ class FixedLatencyServer:
 
 
 @contextmanager
-def fixed_latency_server(latency_s: float) -> Iterator[FixedLatencyServer]:
+def in_process(target: Callable[[int, float], None], latency_s: float) -> Iterator[int]:
+    """Run `target(port, latency_s)` (a loopback server) in a spawned process; yield its port once
+    `GET /v1/stats` answers, and kill the process on exit."""
     port = _free_port()
-    process = mp.get_context("spawn").Process(target=_run, args=(port, latency_s), daemon=True)
+    process = mp.get_context("spawn").Process(target=target, args=(port, latency_s), daemon=True)
     process.start()
-    server = FixedLatencyServer(port)
     deadline = time.monotonic() + 20
     while True:
         try:
-            server.requests()
-            break
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/stats", timeout=5):
+                break
         except OSError:
             if time.monotonic() > deadline or not process.is_alive():
                 process.kill()
                 raise
             time.sleep(0.05)
     try:
-        yield server
+        yield port
     finally:
         process.kill()
         process.join()
+
+
+@contextmanager
+def fixed_latency_server(latency_s: float) -> Iterator[FixedLatencyServer]:
+    with in_process(_run, latency_s) as port:
+        yield FixedLatencyServer(port)

@@ -11,26 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import multiprocessing as mp
-import socket
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from benchmarks.fixed_latency_server import in_process
 from benchmarks.scripted_model import completion
 
 
 def _response(body: bytes, status: bytes = b"200 OK") -> bytes:
     head = f"HTTP/1.1 {status.decode()}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
     return (head + "Connection: keep-alive\r\n\r\n").encode() + body
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _serve(port: int, latency_s: float) -> None:
@@ -98,22 +91,5 @@ class ScriptedServer:
 @contextmanager
 def scripted_server(latency_s: float) -> Iterator[ScriptedServer]:
     """Start the server in a spawned process; stop it on exit."""
-    port = _free_port()
-    process = mp.get_context("spawn").Process(target=_run, args=(port, latency_s), daemon=True)
-    process.start()
-    server = ScriptedServer(port, latency_s)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            server.stats()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise
-            time.sleep(0.05)
-    try:
-        yield server
-    finally:
-        process.kill()
-        process.join()
+    with in_process(_run, latency_s) as port:
+        yield ScriptedServer(port, latency_s)
