@@ -60,6 +60,23 @@ class StoreUnavailable(RuntimeError):
     """The store could not be reached in time (a held file lock, a lost server): retry later, not a bad row."""
 
 
+def partition_deletes(tool_set: str, tables: Iterable[str], stage: str | None = None) -> list[tuple[str, list[Any]]]:
+    """The DELETEs (`?` placeholders) that clear one partition's rows of `tables` before a replace.
+
+    With `stage`, `path_rejections` (which several assets share) loses only that stage's rows.
+    Raises ValueError for a table that is not per-partition. Every store runs these.
+    """
+    deletes = []
+    for table in tables:
+        if table not in PARTITION_TABLES:
+            raise ValueError(f"{table} is not a per-partition table")
+        if stage is not None and table == "path_rejections":
+            deletes.append((f"DELETE FROM {table} WHERE tool_set = ? AND stage = ?", [tool_set, stage]))
+        else:
+            deletes.append((f"DELETE FROM {table} WHERE tool_set = ?", [tool_set]))
+    return deletes
+
+
 def _is_lock_error(exc: BaseException) -> bool:
     if isinstance(exc, StoreUnavailable):
         return True
@@ -126,17 +143,12 @@ class LineageStore:
 
         With `stage`, only rows of that stage are replaced (for tables several assets share).
         """
-        for table in tables:
-            if table not in PARTITION_TABLES:
-                raise ValueError(f"{table} is not a per-partition table")
+        deletes = partition_deletes(tool_set, tables, stage)
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:
-                for table, rows in tables.items():
-                    if stage is not None and table == "path_rejections":
-                        con.execute(f"DELETE FROM {table} WHERE tool_set = ? AND stage = ?", [tool_set, stage])
-                    else:
-                        con.execute(f"DELETE FROM {table} WHERE tool_set = ?", [tool_set])
+                for (sql, params), (table, rows) in zip(deletes, tables.items()):
+                    con.execute(sql, params)
                     self._insert(con, table, rows)
                 con.execute("COMMIT")
             except BaseException:

@@ -64,6 +64,7 @@ from magnet_dagster.store.lineage import (
     LineageStore,
     StoreUnavailable,
     ddl,
+    partition_deletes,
 )
 
 #: Postgres form of sql/lineage.sql's view: the same columns; lists of structs become JSON lists.
@@ -357,18 +358,13 @@ class PostgresLineageStore(LineageStore):
         tables: Mapping[str, Sequence[Mapping[str, Any]]],
         stage: str | None = None,
     ) -> None:
-        for table in tables:
-            if table not in PARTITION_TABLES:
-                raise ValueError(f"{table} is not a per-partition table")
+        deletes = partition_deletes(tool_set, tables, stage)
 
         def work(con: psycopg.Connection[Any]) -> None:
             with con.transaction():
                 con.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [_PARTITION_LOCK_NS, tool_set])
-                for table, rows in tables.items():
-                    if stage is not None and table == "path_rejections":
-                        con.execute(f"DELETE FROM {table} WHERE tool_set = %s AND stage = %s", [tool_set, stage])
-                    else:
-                        con.execute(f"DELETE FROM {table} WHERE tool_set = %s", [tool_set])
+                for (sql, params), (table, rows) in zip(deletes, tables.items()):
+                    con.execute(sql.replace("?", "%s"), params)
                     self._copy(con, table, rows)
 
         self._retrying(work)
