@@ -1,8 +1,9 @@
 """Stage 2, `function_graph`: candidate pairs, judged by the teacher, as a directed graph.
 
-Writes `graph_edges` (every verdict, `none` included, with reason, candidate score and
-the judging LLM call). One teacher call per function judges all its candidates; the calls
-are independent, so in batch mode (`MAGNET_TEACHER_BATCH`) one batch job answers them first.
+Writes `graph_edges` (every verdict, `none` included, with the parameter mapping, whether the
+target is a nested call on the source's output, the candidate score and the judging LLM call).
+One teacher call per function judges all its candidates; the calls are independent, so in
+batch mode (`MAGNET_TEACHER_BATCH`) one batch job answers them first.
 """
 
 from collections import Counter
@@ -15,7 +16,7 @@ from magnet_dagster.defs.resources import LineageStoreResource, LLMResource
 from magnet_dagster.figures import degree_plot, graph_plot
 from magnet_dagster.graph.function_graph import build_graph, graph_stats, stored_mapping
 from magnet_dagster.graph.judge import GraphJudgement, judge_graph
-from magnet_dagster.previews import funnel, shorten, spread
+from magnet_dagster.previews import funnel, spread
 from magnet_dagster.store.loaders import load_specs
 from magnet_dagster.synthesis.inputs import load_options
 from magnet_dagster.tools.spec import FunctionSpec
@@ -65,7 +66,7 @@ def graph_metadata(judged: GraphJudgement, graph: nx.DiGraph, specs: dict[str, F
         {
             "edge": f"{e['source']} → {e['target']}",
             "relation": e["relation"],
-            "why": _feeds(e) + shorten(e.get("reason") or "", 100),
+            "why": (_feeds(e) + ("nested call; " if e.get("nested") else "")).removesuffix("; ") or "—",
         }
         for e in edges
     ]
@@ -82,6 +83,7 @@ def graph_metadata(judged: GraphJudgement, graph: nx.DiGraph, specs: dict[str, F
             f"the largest {stats['largest_component']} functions"
         ),
         "verdicts": counts_table(Counter(e["relation"] for e in edges), "relation", "pairs"),
+        "nested_pairs": sum(bool(e.get("nested")) for e in edges),
         "graph_plot": images(graph_plot(graph, {n: s.category or "-" for n, s in specs.items()})),
         "degree_histogram": images(degree_plot(graph)),
         "preview": table(

@@ -1,18 +1,17 @@
 """Stage 3, `signature_paths`: random walks over the graph, then Merge, Insert and Split.
 
 Writes `paths` (walk, edges walked, turns after the operations, operations applied, shape,
-and the nested-call judge's LLM calls). Besides the multi-turn walks, single-turn examples
-(single, parallel, multiple, irrelevance) in the tool set's `mix`. Seeded: a rerun gives
-the same paths. The nested-call judge's requests are independent, so batch mode sends them
-as one Vertex batch job first.
+and the graph judge's calls whose `nested` verdicts Insert used). Besides the multi-turn walks,
+single-turn examples (single, parallel, multiple, irrelevance) in the tool set's `mix`. Seeded
+and without LLM calls: a rerun gives the same paths.
 """
 
 from collections import Counter
 
 import dagster as dg
 
-from magnet_dagster.defs.common import counts_table, images, run_with_llm, table, tool_sets
-from magnet_dagster.defs.resources import LineageStoreResource, LLMResource
+from magnet_dagster.defs.common import counts_table, images, table, tool_sets
+from magnet_dagster.defs.resources import LineageStoreResource
 from magnet_dagster.figures import histogram_plot, mix_plot
 from magnet_dagster.graph.paths import MULTI_TURN, operation_mix
 from magnet_dagster.graph.signature_paths import PathsOutcome, synthesize_paths
@@ -21,29 +20,18 @@ from magnet_dagster.store.loaders import load_edges, load_specs
 from magnet_dagster.synthesis.inputs import load_options
 
 
-@dg.asset(
-    partitions_def=tool_sets, group_name="magnet_pipeline", deps=["function_graph"], kinds={"duckdb"}, pool="teacher"
-)
-def signature_paths(
-    context: dg.AssetExecutionContext, lineage: LineageStoreResource, teacher: LLMResource
-) -> dg.MaterializeResult:
+@dg.asset(partitions_def=tool_sets, group_name="magnet_pipeline", deps=["function_graph"], kinds={"duckdb"})
+def signature_paths(context: dg.AssetExecutionContext, lineage: LineageStoreResource) -> dg.MaterializeResult:
     """One signature path per walk: turns of functions, with the operations that shaped them."""
     key, store = context.partition_key, lineage.get()
     options, specs, edges = load_options(store, key), load_specs(store, key), load_edges(store, key)
-    outcome, llm_meta = run_with_llm(
-        context,
-        teacher.client(store, context),
-        lambda client: synthesize_paths(
-            client, specs, edges, options, key, context.run.run_id, prefetch=teacher.prefetcher(client)
-        ),
-        options.max_llm_failure_rate,
-    )
+    outcome = synthesize_paths(specs, edges, options, key, context.run.run_id)
     store.replace_partition(key, {"paths": outcome.rows})
     context.log.info(
         f"{key}: {len(outcome.paths)} paths from {outcome.graph.number_of_nodes()} start nodes; "
         f"{outcome.nested_pairs}/{outcome.judged_pairs} pairs judged nested"
     )
-    return dg.MaterializeResult(metadata=paths_metadata(outcome) | llm_meta)
+    return dg.MaterializeResult(metadata=paths_metadata(outcome))
 
 
 def paths_metadata(outcome: PathsOutcome) -> dict:
@@ -65,7 +53,7 @@ def paths_metadata(outcome: PathsOutcome) -> dict:
     return {
         "funnel": (
             f"{len(rows)} signature paths ({walked} multi-turn walks, {len(rows) - walked} single-turn examples); "
-            + funnel(outcome.nested_pairs, outcome.judged_pairs, "pairs judged a nested call")
+            + funnel(outcome.nested_pairs, outcome.judged_pairs, "pairs Insert could use judged nested")
         ),
         "dagster/row_count": len(rows),
         "paths": len(rows),
@@ -86,5 +74,4 @@ def paths_metadata(outcome: PathsOutcome) -> dict:
             histogram_plot("turns_per_path", "Turns per path", turns, "turns", "paths"),
         ),
         "preview": table(spread(preview, lambda r: r["shape"], limit=12, within=lambda r: r["operations"]), width=200),
-        **outcome.batch,
     }

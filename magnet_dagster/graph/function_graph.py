@@ -75,8 +75,9 @@ def stored_mapping(value: Any) -> dict[str, str]:
 
 
 def build_graph(functions: Iterable[str], edges: Iterable[dict[str, Any]]) -> nx.DiGraph:
-    """Nodes are function names; edges carry `relation`, `reason`, `edge_id` and `mapping`
-    (`{target parameter: source output field}`, `{}` when the judge gave none)."""
+    """Nodes are function names; edges carry `relation`, `reason`, `edge_id`, `mapping`
+    (`{target parameter: source output field}`, `{}` when the judge gave none), `nested` and
+    the judging call (`llm_call_id`)."""
     graph = nx.DiGraph()
     graph.add_nodes_from(functions)
     for e in edges:
@@ -88,6 +89,8 @@ def build_graph(functions: Iterable[str], edges: Iterable[dict[str, Any]]) -> nx
                 reason=e.get("reason"),
                 edge_id=e.get("edge_id"),
                 mapping=stored_mapping(e.get("mapping")),
+                nested=bool(e.get("nested")) and e["relation"] in DATA_RELATIONS,
+                llm_call_id=e.get("llm_call_id"),
             )
     return graph
 

@@ -4,7 +4,10 @@ Prompts and structured-output schemas are built here and replies parsed here, so
 asset only sends requests. One request judges all candidates of one source function,
 so graph building costs about one LLM call per function, not one per pair. The same
 request asks, for each data edge, which output field of the source feeds which parameter
-of the candidate (the edge's `mapping`).
+of the candidate (the edge's `mapping`) and whether an assistant would call the candidate
+on the source's output unasked (`nested`, what Insert needs). The verdicts carry no
+free-text reason: on the embedded model the reasons were half of the graph's decoded tokens,
+and the mapping says what the edge passes.
 """
 
 from __future__ import annotations
@@ -32,21 +35,15 @@ relation from the source function to the candidate:
 - "partial": the source's output gives some inputs of the candidate
 - "prerequisite": the source must run before the candidate (e.g. log in, create), without passing data
 - "none": no useful relation
-Answer with a JSON object keyed by candidate name, each with "relation", a short "reason" and
-"mapping": for "full" or "partial", which output field of the source gives each candidate
-parameter it feeds, as {{"parameter": "output field"}} ("$" for the whole output); otherwise {{}}.
+Answer with a JSON object keyed by candidate name, each with "relation"; "mapping": for "full"
+or "partial", which output field of the source gives each candidate parameter it feeds, as
+{{"parameter": "output field"}} ("$" for the whole output), otherwise {{}}; and "nested": true
+when an assistant would call the candidate right after the source, taking its arguments from the
+source's output, without the user asking for the candidate.
 Source function:
 {source}
 Candidates:
 {candidates}"""
-
-NESTED_PROMPT = """Is it natural for an assistant to call function B right after function A, taking
-B's arguments from A's output, without the user asking for B? Answer with JSON
-{{"nested": true|false, "reason": "..."}}.
-Function A:
-{source}
-Function B:
-{target}"""
 
 
 def describe(spec: FunctionSpec) -> str:
@@ -62,7 +59,7 @@ def describe(spec: FunctionSpec) -> str:
 
 
 #: structured-output budget: the object, then per candidate its verdict, then per parameter a mapping entry
-EDGE_TOKENS_BASE, EDGE_TOKENS_PER_CANDIDATE, EDGE_TOKENS_PER_PARAMETER = 32, 64, 12
+EDGE_TOKENS_BASE, EDGE_TOKENS_PER_CANDIDATE, EDGE_TOKENS_PER_PARAMETER = 32, 40, 12
 
 
 def mapping_schema(source: FunctionSpec, candidate: FunctionSpec) -> dict[str, Any]:
@@ -78,19 +75,19 @@ def mapping_schema(source: FunctionSpec, candidate: FunctionSpec) -> dict[str, A
 
 
 def edge_request(source: FunctionSpec, candidates: list[FunctionSpec]) -> LLMRequest:
-    """One request judging all of `source`'s candidates: relation, reason and parameter mapping each."""
+    """One request judging all of `source`'s candidates: relation, parameter mapping and nested each."""
     mappings = {c.name: mapping_schema(source, c) for c in candidates}
-    item = {
-        "relation": {"type": "string", "enum": list(RELATIONS)},
-        "reason": {"type": "string", "maxLength": 80},
-    }
     schema = {
         "type": "object",
         "properties": {
             name: {
                 "type": "object",
-                "properties": {**item, "mapping": mapping},
-                "required": ["relation", "reason", "mapping"],
+                "properties": {
+                    "relation": {"type": "string", "enum": list(RELATIONS)},
+                    "mapping": mapping,
+                    "nested": {"type": "boolean"},
+                },
+                "required": ["relation", "mapping", "nested"],
             }
             for name, mapping in mappings.items()
         },
@@ -118,9 +115,10 @@ class EdgeVerdict:
     source: str
     target: str
     relation: str
-    reason: str
     #: {target parameter: source output field}; empty unless the relation passes data
     mapping: dict[str, str] = field(default_factory=dict)
+    #: an assistant would call the target on the source's output unasked (data relations only)
+    nested: bool = False
 
 
 def parse_mapping(value: Any, source: FunctionSpec, candidate: FunctionSpec) -> dict[str, str]:
@@ -146,7 +144,7 @@ def parse_edges(source: FunctionSpec, candidates: Sequence[FunctionSpec], reply:
 
     A `full` / `partial` verdict keeps the mapping entries whose key is a parameter of the
     candidate and whose value is a top-level output field of the source (`$` when the output
-    has no fields) of a fitting type; other relations carry no mapping.
+    has no fields) of a fitting type; other relations carry no mapping and are never nested.
     """
     if not isinstance(reply, dict):
         return []
@@ -155,26 +153,11 @@ def parse_edges(source: FunctionSpec, candidates: Sequence[FunctionSpec], reply:
         entry = reply.get(candidate.name)
         if isinstance(entry, dict) and entry.get("relation") in RELATIONS:
             relation = entry["relation"]
-            mapping = parse_mapping(entry.get("mapping"), source, candidate) if relation in DATA_RELATIONS else {}
-            out.append(EdgeVerdict(source.name, candidate.name, relation, str(entry.get("reason", ""))[:300], mapping))
+            data = relation in DATA_RELATIONS
+            mapping = parse_mapping(entry.get("mapping"), source, candidate) if data else {}
+            nested = data and entry.get("nested") is True
+            out.append(EdgeVerdict(source.name, candidate.name, relation, mapping, nested))
     return out
-
-
-def nested_request(source: FunctionSpec, target: FunctionSpec) -> LLMRequest:
-    schema = {
-        "type": "object",
-        "properties": {"nested": {"type": "boolean"}, "reason": {"type": "string", "maxLength": 80}},
-        "required": ["nested", "reason"],
-    }
-    return LLMRequest(
-        messages=[{"role": "user", "content": NESTED_PROMPT.format(source=describe(source), target=describe(target))}],
-        response_schema=schema,
-        max_tokens=64,
-    )
-
-
-def parse_nested(reply: Any) -> bool:
-    return isinstance(reply, dict) and reply.get("nested") is True
 
 
 @dataclass
@@ -216,8 +199,9 @@ async def judge_graph(
                 "source": v.source,
                 "target": v.target,
                 "relation": v.relation,
-                "reason": v.reason,
+                "reason": None,
                 "mapping": v.mapping,
+                "nested": v.nested,
                 "score": scores[v.target],
                 "llm_call_id": reply.call_id,
             }
@@ -228,22 +212,3 @@ async def judge_graph(
 
     edges = [e for found in await asyncio.gather(*(one(s) for s in candidates)) for e in found]
     return GraphJudgement(edges, sum(len(cs) for cs in candidates.values()), batch)
-
-
-@dataclass
-class NestedJudgement:
-    """Which (source, target) pairs the teacher judged nested, and the call that judged each pair."""
-
-    nested: set[tuple[str, str]]
-    call_ids: dict[tuple[str, str], str]
-    batch: dict[str, int] = field(default_factory=dict)
-
-
-async def judge_nested(
-    client: LLMClient, specs: dict[str, FunctionSpec], pairs: list[tuple[str, str]], prefetch: Prefetch | None = None
-) -> NestedJudgement:
-    requests = [nested_request(specs[s], specs[t]) for s, t in pairs]
-    batch = await prefetch(requests) if prefetch else {}
-    replies = await asyncio.gather(*(client.chat(r) for r in requests))
-    nested = {p for p, r in zip(pairs, replies) if r.ok and parse_nested(r.json())}
-    return NestedJudgement(nested, {p: r.call_id for p, r in zip(pairs, replies)}, batch)

@@ -13,7 +13,8 @@ from magnet_dagster.store.lineage import LineageStore
 from magnet_dagster.tools.spec import FunctionSpec
 
 EDGES_WITH_NAMES = """
-SELECT e.edge_id, e.relation, e.reason, coalesce(e.mapping, '{}'::JSON) AS mapping, s.name AS source, t.name AS target
+SELECT e.edge_id, e.relation, e.reason, coalesce(e.mapping, '{}'::JSON) AS mapping, coalesce(e.nested, false) AS nested,
+       e.llm_call_id, s.name AS source, t.name AS target
 FROM graph_edges e
 JOIN functions s ON s.tool_set = e.tool_set AND s.function_id = e.source_id
 JOIN functions t ON t.tool_set = e.tool_set AND t.function_id = e.target_id

@@ -56,7 +56,9 @@ def test_schema_limits_each_mapping_to_the_candidates_parameters_and_the_sources
     assert set(items) == {"get_reviews", "add_to_cart"} and request.response_schema["required"] == list(items)
     for candidate in (REVIEWS, CART):
         item = items[candidate.name]
-        assert item["required"] == ["relation", "reason", "mapping"]
+        assert item["required"] == ["relation", "mapping", "nested"]
+        assert item["properties"]["nested"] == {"type": "boolean"}
+        assert "reason" not in item["properties"], "no free-text reason: its tokens were half the decode time"
         mapping = item["properties"]["mapping"]
         assert mapping["type"] == "object" and mapping["additionalProperties"] is False
         assert set(mapping["properties"]) <= set(candidate.properties), "keys are only the candidate's parameters"
@@ -120,8 +122,8 @@ def test_parse_keeps_only_real_parameters_fed_by_real_output_fields():
 
 def test_parse_gives_no_mapping_to_relations_that_pass_no_data_or_to_odd_shapes():
     reply = {
-        "get_reviews": {"relation": "prerequisite", "reason": "r", "mapping": {"product_id": "product_id"}},
-        "add_to_cart": {"relation": "full", "reason": "r", "mapping": ["item", "product_id"]},
+        "get_reviews": {"relation": "prerequisite", "mapping": {"product_id": "product_id"}},
+        "add_to_cart": {"relation": "full", "mapping": ["item", "product_id"]},
     }
     verdicts = {v.target: v for v in parse_edges(SEARCH, [REVIEWS, CART], reply)}
     assert verdicts["get_reviews"].mapping == {} and verdicts["add_to_cart"].mapping == {}
@@ -131,7 +133,7 @@ def test_parse_gives_no_mapping_to_relations_that_pass_no_data_or_to_odd_shapes(
 
 
 def test_whole_output_is_accepted_only_where_the_source_has_no_fields():
-    whole = {"add_to_cart": {"relation": "full", "reason": "r", "mapping": {"item": "$"}}}
+    whole = {"add_to_cart": {"relation": "full", "mapping": {"item": "$"}}}
     assert parse_edges(LOGIN, [CART], whole)[0].mapping == {"item": "$"}
     assert parse_edges(SEARCH, [CART], whole)[0].mapping == {}
 
@@ -144,13 +146,13 @@ def _script(request):
         if name == "get_reviews":
             answer[name] = {
                 "relation": "full",
-                "reason": "id feeds id",
                 "mapping": {"product_id": "product_id", "nonsense": "price"},
+                "nested": True,
             }
         elif name == "add_to_cart":
-            answer[name] = {"relation": "prerequisite", "reason": "before", "mapping": {p: "price" for p in params}}
+            answer[name] = {"relation": "prerequisite", "mapping": {p: "price" for p in params}, "nested": True}
         else:
-            answer[name] = {"relation": "none", "reason": "unrelated", "mapping": {}}
+            answer[name] = {"relation": "none", "mapping": {}, "nested": False}
     return answer
 
 
@@ -181,6 +183,11 @@ def test_judge_graph_rows_carry_mappings_into_the_store_and_back_into_the_graph(
     graph = build_graph(specs, loaded)
     assert graph.edges["search_products", "get_reviews"]["mapping"] == {"product_id": "product_id"}
     assert graph.edges["search_products", "add_to_cart"]["mapping"] == {}
+    assert graph.edges["search_products", "get_reviews"]["nested"] is True
+    assert graph.edges["search_products", "add_to_cart"]["nested"] is False, "only a data edge can be nested"
+    assert graph.edges["search_products", "get_reviews"]["llm_call_id"] == rows[("search_products", "get_reviews")][
+        "llm_call_id"
+    ], "Insert's lineage: the call that judged the pair"
 
 
 def test_edges_stored_before_mappings_load_with_an_empty_mapping(tmp_path):

@@ -1,15 +1,10 @@
 """The `signature_paths` stage hands the judged edges' parameter mappings and the functions'
-outputs to Split (scripted fake nested-call judge, a fake for control flow)."""
-
-import asyncio
+outputs to Split, and the graph judge's `nested` verdicts to Insert (no LLM call of its own)."""
 
 from magnet_dagster.graph.paths import CALL, MISS_PARAMS
 from magnet_dagster.graph.signature_paths import synthesize_paths
-from magnet_dagster.llm.client import LLMClient
-from magnet_dagster.store.lineage import LineageStore
 from magnet_dagster.synthesis.options import SynthesisOptions
 from magnet_dagster.tools.spec import FunctionSpec
-from tests.fakes import ScriptedFakeBackend
 
 
 def _spec(name, required, returns):
@@ -32,13 +27,7 @@ def test_split_in_the_stage_drops_only_values_no_earlier_output_supplies(tmp_pat
     options = SynthesisOptions(
         split_p=1.0, merge_p=0.0, insert_p=0.0, walks_per_node=8, walk_steps=3, mix={"multi_turn": 1.0}
     )
-    client = LLMClient(
-        ScriptedFakeBackend(lambda r: {"nested": False, "reason": "no"}),
-        LineageStore(tmp_path / "l.duckdb"),
-        tmp_path / "journal",
-    ).open()
-    outcome = asyncio.run(synthesize_paths(client, SPECS, EDGES, options, "shop", "r1"))
-    client.close()
+    outcome = synthesize_paths(SPECS, EDGES, options, "shop", "r1")
     assert outcome.graph.edges["login", "find_order"]["mapping"] == {"session": "token"}
     dropped = []
     for path in outcome.paths:
@@ -55,3 +44,20 @@ def test_split_in_the_stage_drops_only_values_no_earlier_output_supplies(tmp_pat
         if target == "refund" and "find_order" in earlier:
             assert param == "reason", "order_id is a field find_order returns"
     assert any(earlier for _, _, earlier in dropped), "some miss_params turn follows an earlier output"
+
+
+def test_insert_nests_only_pairs_the_graph_judge_called_nested_with_that_call_as_lineage():
+    options = SynthesisOptions(
+        split_p=0.0, merge_p=0.0, insert_p=1.0, walks_per_node=4, walk_steps=1, mix={"multi_turn": 1.0}
+    )
+    edges = [
+        {**EDGES[0], "nested": False, "llm_call_id": "judge-login"},
+        {**EDGES[1], "nested": True, "llm_call_id": "judge-find"},
+    ]
+    outcome = synthesize_paths(SPECS, edges, options, "shop", "r1")
+    nested = {p for path in outcome.paths for t in path.turns for p in t.nested}
+    assert nested == {("find_order", "refund")}, "login -> find_order was judged not nested"
+    assert outcome.nested_pairs == 1 and outcome.judged_pairs >= 1
+    inserted = [r for r in outcome.rows if any(op.startswith("insert") for op in r["operations"])]
+    assert inserted and all(r["llm_call_ids"] == ["judge-find"] for r in inserted)
+    assert all(r["llm_call_ids"] == [] for r in outcome.rows if r not in inserted)
