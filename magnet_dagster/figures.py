@@ -305,3 +305,22 @@ def scores_plot(summary: Mapping[str, Mapping[str, Any]], max_groups: int = 10) 
         fig.legend(handles, labels, fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, 0.02), ncols=2)
     fig.subplots_adjust(hspace=0.5)
     return Plot("evaluation_scores", title, _png(fig))
+
+
+def loss_plot(curves: Mapping[str, Sequence[tuple[int, float]]]) -> Plot:
+    """Training loss per step, one panel per phase (SFT, then DPO): `{phase: [(step, loss), ...]}`."""
+    title = "Training loss"
+    phases = list(curves) or ["training"]
+    fig, axes = _figure(4.8, 2.2 * len(phases), panels=len(phases))
+    for i, (ax, phase) in enumerate(zip(axes, phases)):
+        points = curves.get(phase) or []
+        ax.set_title(f"{phase}: loss per step", fontsize=9)
+        if not points:
+            _empty(ax, "no steps")
+            continue
+        steps, losses = zip(*points)
+        ax.plot(steps, losses, marker="o", markersize=3, color=PALETTE[i % len(PALETTE)])
+        ax.set_xlabel("step", fontsize=8)
+        ax.set_ylabel("loss", fontsize=8)
+    fig.subplots_adjust(hspace=0.6)
+    return Plot("training_loss", title, _png(fig))

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from magnet_dagster import config
+from magnet_dagster.evaluation.comparison import side_by_side
 from magnet_dagster.previews import funnel
 from magnet_dagster.store.counts import stage_counts
 from magnet_dagster.store.lineage import LineageStore, open_lineage_store
@@ -20,6 +21,18 @@ WITH latest AS (SELECT run_id FROM eval_results WHERE tool_set = $1 ORDER BY cre
 SELECT coalesce(mode, 'teacher_forced') AS mode, student_model, count(*) AS turns, sum(verdict::INT) AS correct
 FROM eval_results WHERE tool_set = $1 AND run_id = (SELECT run_id FROM latest)
 GROUP BY ALL ORDER BY mode
+"""
+
+#: the latest run that scored more than one checkpoint (`student_comparison`): its rows for this
+#: tool set and for BFCL, with the models in the order they were scored (before, then after)
+COMPARISON_SQL = """
+WITH latest AS (
+    SELECT run_id FROM eval_results WHERE checkpoint IS NOT NULL
+    GROUP BY run_id HAVING count(DISTINCT checkpoint) > 1 ORDER BY max(created_at) DESC LIMIT 1
+)
+SELECT tool_set, mode, kind, categories, verdict, student_model, created_at
+FROM eval_results WHERE run_id = (SELECT run_id FROM latest) AND tool_set IN ($1, 'bfcl')
+ORDER BY created_at
 """
 
 LLM_SQL = """
@@ -53,6 +66,18 @@ def file_lines(tool_set: str, lineage_db: Path) -> list[str]:
     return lines
 
 
+def comparison_lines(rows: list[dict]) -> list[str]:
+    """The before/after table of the latest `student_comparison`, one line per group."""
+    if not rows:
+        return []
+    models = list(dict.fromkeys(r["student_model"] for r in rows))
+    lines = ["  before/after training (latest student_comparison): " + " -> ".join(models)]
+    for r in side_by_side(rows, models):
+        cells = " | ".join(r[m] for m in models)
+        lines.append(f"    {r['tool set']}, {r['mode']}, {r['group']}: {cells}")
+    return lines
+
+
 def summary(tool_set: str, store: LineageStore) -> str:
     c = stage_counts(store, tool_set)
     ev = store.query(LAST_EVAL_SQL, [tool_set])
@@ -75,6 +100,7 @@ def summary(tool_set: str, store: LineageStore) -> str:
         )
     if not ev:
         lines.append("  evaluation : none yet")
+    lines += comparison_lines(store.query(COMPARISON_SQL, [tool_set]))
     if llm:
         latest = llm[0]
         lines.append(

@@ -158,6 +158,29 @@ CREATE TABLE IF NOT EXISTS eval_results (
     created_at    TIMESTAMP DEFAULT current_timestamp
 );
 
+-- One row per `student_training` run: the checkpoint it wrote, from what, how, and its losses.
+CREATE TABLE IF NOT EXISTS training_runs (
+    training_id   VARCHAR NOT NULL,   -- <checkpoint name>-<run id prefix>
+    run_id        VARCHAR NOT NULL,
+    checkpoint    VARCHAR NOT NULL,   -- the checkpoint directory written
+    served_name   VARCHAR NOT NULL,   -- <name>@<weights fingerprint>, as eval_results.student_model
+    base_model    VARCHAR NOT NULL,
+    tool_sets     VARCHAR[],
+    settings      JSON,
+    losses        JSON,               -- per phase: [{step, loss, ...}]
+    created_at    TIMESTAMP DEFAULT current_timestamp
+);
+
+-- Which exported rows went into which training run (SFT: a trajectory; DPO: a preference pair).
+CREATE TABLE IF NOT EXISTS training_rows (
+    training_id   VARCHAR NOT NULL,
+    run_id        VARCHAR NOT NULL,
+    tool_set      VARCHAR NOT NULL,
+    phase         VARCHAR NOT NULL,   -- sft / dpo
+    trajectory_id VARCHAR NOT NULL,
+    pair_id       VARCHAR             -- dpo rows only
+);
+
 -- Columns added after the first release: applied to stores made before them.
 ALTER TABLE eval_results ADD COLUMN IF NOT EXISTS mode VARCHAR;          -- teacher_forced / free_running
 ALTER TABLE eval_results ADD COLUMN IF NOT EXISTS operations VARCHAR[];   -- the path's node operations
@@ -167,6 +190,8 @@ ALTER TABLE functions ADD COLUMN IF NOT EXISTS origin JSON;            -- names 
 ALTER TABLE paths ADD COLUMN IF NOT EXISTS shape VARCHAR DEFAULT 'multi_turn'; -- multi_turn / single / parallel / multiple / irrelevance
 ALTER TABLE turns ADD COLUMN IF NOT EXISTS simulated BOOLEAN;             -- some output was written by the teacher, not run
 ALTER TABLE graph_edges ADD COLUMN IF NOT EXISTS mapping JSON;          -- {target parameter: source output field}
+ALTER TABLE graph_edges ADD COLUMN IF NOT EXISTS nested BOOLEAN;        -- data edge: the target is called on the source's output unasked
 ALTER TABLE turns ADD COLUMN IF NOT EXISTS step_sizes INTEGER[];         -- calls per assistant step (dependent calls step by step)
 ALTER TABLE turns ADD COLUMN IF NOT EXISTS missing VARCHAR[];            -- miss_params: the parameter the query leaves out
 ALTER TABLE trajectories ADD COLUMN IF NOT EXISTS turn_meta JSON;        -- per user turn: kind, missing, functions, holdout
+ALTER TABLE eval_results ADD COLUMN IF NOT EXISTS checkpoint VARCHAR;    -- the checkpoint served (vLLM), when one was

@@ -29,6 +29,8 @@ class BfclConfig(dg.Config):
     entries_per_category: int | None = None
     categories: list[str] = list(LEADERBOARD_COLUMNS)  # noqa: RUF012 (pydantic copies field defaults)
     max_steps_per_turn: int = MAX_STEPS_PER_TURN
+    #: a checkpoint to evaluate, served by vLLM (as `student_evaluation`'s); unset: MAGNET_STUDENT's backend
+    checkpoint: str | None = None
 
 
 @dg.asset(group_name="bfcl", kinds={"duckdb"}, pool="student")
@@ -39,14 +41,17 @@ def bfcl_multi_turn(
     store = lineage.get()
     entries = config.entries_per_category
     if entries is None:
-        entries = default_entries_per_category(student.settings().kind)
-    client = student.client(store, context)
-    (rows, by_category), llm_meta = run_with_llm(
-        context,
-        client,
-        lambda c: run_bfcl_categories(c, config.categories, entries, config.max_steps_per_turn, context.run.run_id),
-        bound=1.0,
-    )
+        entries = default_entries_per_category("vllm" if config.checkpoint else student.settings().kind)
+    with student.serving(config.checkpoint) as (backend, checkpoint):
+        client = student.client(store, context, backend)
+        (rows, by_category), llm_meta = run_with_llm(
+            context,
+            client,
+            lambda c: run_bfcl_categories(
+                c, config.categories, entries, config.max_steps_per_turn, context.run.run_id, checkpoint
+            ),
+            bound=1.0,
+        )
     store.append("eval_results", rows)
     return dg.MaterializeResult(
         metadata=bfcl_metadata(rows, by_category, client.model, entries, config.max_steps_per_turn) | llm_meta

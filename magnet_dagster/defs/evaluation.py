@@ -39,6 +39,9 @@ GROUP BY run_id, mode, student_model ORDER BY evaluated_at DESC LIMIT 10
 class EvaluationConfig(dg.Config):
     #: steps the student may take in one turn of free-running replay (BFCL's MAXIMUM_STEP_LIMIT)
     max_steps_per_turn: int = MAX_STEPS_PER_TURN
+    #: a checkpoint to evaluate, served by vLLM: a name under $MAGNET_HOME/checkpoints (`base`, a
+    #: training run's name) or a path; unset: the student backend MAGNET_STUDENT chooses
+    checkpoint: str | None = None
 
 
 @dg.asset(
@@ -51,11 +54,12 @@ def student_evaluation(
     key, store = context.partition_key, lineage.get()
     specs, tests = load_specs(store, key), load_test_split(store, key)
     factory = ExecutorFactory(load_executor(store, key), specs)
-    client = student.client(store, context)
-    verdicts, llm_meta = run_with_llm(
-        context, client, lambda c: evaluate(c, tests, specs, factory, config.max_steps_per_turn), bound=1.0
-    )
-    rows = [verdict_row(v, key, context.run.run_id, client.model) for v in verdicts]
+    with student.serving(config.checkpoint) as (backend, checkpoint):
+        client = student.client(store, context, backend)
+        verdicts, llm_meta = run_with_llm(
+            context, client, lambda c: evaluate(c, tests, specs, factory, config.max_steps_per_turn), bound=1.0
+        )
+    rows = [verdict_row(v, key, context.run.run_id, client.model, checkpoint) for v in verdicts]
     store.append("eval_results", rows)
     summary = summarise(verdicts)
     context.log.info(f"{key}: {summary_line(summary)}")

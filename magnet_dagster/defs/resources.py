@@ -7,7 +7,8 @@ Gemini on Vertex AI, vLLM or any OpenAI-compatible server with environment varia
 """
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
@@ -19,8 +20,10 @@ from magnet_dagster.llm import local_server
 from magnet_dagster.llm.backends import BackendSettings, make_backend, make_batch_runner
 from magnet_dagster.llm.batch_mode import prefetch_with_batch
 from magnet_dagster.llm.client import Backend, LLMClient, LLMRequest
+from magnet_dagster.llm.openai_backend import OpenAICompatibleBackend
 from magnet_dagster.llm.vllm_server import start_vllm
 from magnet_dagster.store.lineage import LineageStore, open_lineage_store
+from magnet_dagster.training.checkpoints import checkpoint_path, is_checkpoint, served_name
 
 
 class LineageStoreResource(dg.ConfigurableResource):
@@ -78,18 +81,51 @@ class LLMResource(dg.ConfigurableResource):
         url, model = self._server(settings)
         return make_backend(settings, url, model)
 
+    @contextmanager
+    def serving(self, checkpoint: str | None) -> Iterator[tuple[Backend | None, str | None]]:
+        """(backend, checkpoint path) with vLLM serving `checkpoint` for the block: a name under
+        `$MAGNET_HOME/checkpoints` (`base`, a training run's) or a path to a Hugging Face directory.
+        Started from the vLLM venv (`make vllm`) with tool calling and stopped on leaving, so two
+        checkpoints (before and after training) never hold memory at once; a missing checkpoint
+        or a failed start is refused with the log file's name (`start_vllm`). Without a
+        checkpoint: (None, None), and `client()` uses the role's own backend."""
+        if checkpoint is None:
+            yield None, None
+            return
+        path = checkpoint_path(checkpoint)
+        home = config.magnet_home()
+        home.mkdir(parents=True, exist_ok=True)
+        name = served_name(path) if is_checkpoint(path) else path.name
+        server = start_vllm(path, log_path=home / f"vllm_{self.role}.log", served_name=name)
+        try:
+            yield (
+                OpenAICompatibleBackend(
+                    base_url=server.base_url,
+                    model=name,
+                    name="vllm",
+                    structured_output="json_schema",
+                    native_tools=True,
+                ),
+                str(path),
+            )
+        finally:
+            server.stop()
+
     def _default_concurrency(self) -> int:
         return local_server.parallel_slots() if self.settings().kind == "local" else 4
 
-    def client(self, store: LineageStore, context: dg.AssetExecutionContext) -> LLMClient:
+    def client(
+        self, store: LineageStore, context: dg.AssetExecutionContext, backend: Backend | None = None
+    ) -> LLMClient:
+        """A client bound to this asset run: the role's backend, or `backend` (e.g. from `serving`)."""
         return LLMClient(
-            backend=self.backend(),
+            backend=backend or self.backend(),
             store=store,
             journal_dir=config.magnet_home() / "llm_journal",
             tool_set=context.partition_key if context.has_partition_key else None,
             run_id=context.run.run_id,
             asset=context.asset_key.to_user_string(),
-            concurrency=self.concurrency or self._default_concurrency(),
+            concurrency=self.concurrency or (8 if backend else self._default_concurrency()),
         ).open()
 
     def prefetcher(self, client: LLMClient) -> Prefetch | None:

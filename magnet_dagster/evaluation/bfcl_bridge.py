@@ -447,10 +447,15 @@ FORCE_TERMINATED = (
 
 
 async def run_bfcl_categories(
-    client: Any, categories: list[str], entries_per_category: int | None, max_steps: int, run_id: str
+    client: Any,
+    categories: list[str],
+    entries_per_category: int | None,
+    max_steps: int,
+    run_id: str,
+    checkpoint: str | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, list[bool]]]:
     """(`eval_results` rows, verdicts by category) for the first entries of each BFCL category
-    (all of them when `entries_per_category` is None)."""
+    (all of them when `entries_per_category` is None); `checkpoint` as in `verdict_row`."""
     items = [(cat, entry, gt) for cat in categories for entry, gt in load_category(cat)[:entries_per_category]]
     gate = asyncio.Semaphore(ENTRIES_IN_FLIGHT)
 
@@ -462,7 +467,7 @@ async def run_bfcl_categories(
         else:
             verdict = bfcl_verdict(decoded, gt, entry, cat)
         return {
-            "result_id": f"{run_id[:8]}-{entry['id']}",
+            "result_id": f"{run_id[:8]}-{entry['id']}" + (f"-{client.model}" if checkpoint else ""),
             "tool_set": "bfcl",
             "run_id": run_id,
             "student_model": client.model,
@@ -475,6 +480,7 @@ async def run_bfcl_categories(
             "reason": verdict.get("error_message"),
             "llm_call_id": None,
             "mode": "bfcl_multi_turn",
+            "checkpoint": checkpoint,
         }
 
     rows = list(await asyncio.gather(*(one(*item) for item in items)))

@@ -206,8 +206,12 @@ def _rate(values: list[bool]) -> float | None:
     return round(sum(values) / len(values), 4) if values else None
 
 
-def verdict_row(v: TurnVerdict, tool_set: str, run_id: str, model: str) -> dict[str, Any]:
-    """The `eval_results` row; the strict AST match and the step count ride in `got`."""
+def verdict_row(
+    v: TurnVerdict, tool_set: str, run_id: str, model: str, checkpoint: str | None = None
+) -> dict[str, Any]:
+    """The `eval_results` row; the strict AST match and the step count ride in `got`. With a
+    served `checkpoint`, its path is recorded and the row id names the model, so one run can
+    score two checkpoints (before and after training) on the same turns."""
     got = dict(v.got) if isinstance(v.got, dict) else {}
     got |= {
         "strict_match": v.strict_match,
@@ -216,7 +220,7 @@ def verdict_row(v: TurnVerdict, tool_set: str, run_id: str, model: str) -> dict[
         "forced_quit": v.forced_quit,
     }
     return {
-        "result_id": f"{run_id[:8]}-{v.mode}-{v.trajectory_id}-{v.turn_index}",
+        "result_id": f"{run_id[:8]}-{v.mode}-{v.trajectory_id}-{v.turn_index}" + (f"-{model}" if checkpoint else ""),
         "tool_set": tool_set,
         "run_id": run_id,
         "student_model": model,
@@ -232,4 +236,5 @@ def verdict_row(v: TurnVerdict, tool_set: str, run_id: str, model: str) -> dict[
         "operations": v.operations,
         "categories": v.categories,
         "state_match": v.state_match,
+        "checkpoint": checkpoint,
     }

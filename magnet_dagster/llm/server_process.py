@@ -10,14 +10,34 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+
+#: How many of the log's last lines a failed start quotes.
+LOG_TAIL_LINES = 20
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class ServerStartError(RuntimeError):
+    """The server exited or did not answer in time; the message names its log and quotes its end."""
+
+
+def log_tail(path: Path | None, lines: int = LOG_TAIL_LINES) -> str:
+    """The last `lines` lines of the log at `path`, indented for quoting in an error message."""
+    if path is None:
+        return "  (its output was not kept: give a log_path)"
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            tail = deque(f, maxlen=lines)
+    except OSError as exc:
+        return f"  (cannot read {path}: {exc})"
+    return "".join(f"  | {line}" for line in tail).rstrip("\n") or "  (the log is empty)"
 
 
 @dataclass
@@ -28,6 +48,8 @@ class ServerProcess:
     port: int
     startup_timeout_s: float = 180.0
     log_path: Path | None = None
+    #: the child's environment; None: this process's own
+    env: dict[str, str] | None = field(default=None, repr=False)
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -35,23 +57,39 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self) -> ServerProcess:
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT)
+        """Start the command and wait until `/v1/models` answers; `ServerStartError` (naming the log
+        and quoting its last lines) when it exits first or does not answer within `startup_timeout_s`."""
+        if self.log_path:
+            with open(self.log_path, "ab") as log:  # the child keeps its own copy of the handle
+                self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        else:
+            self.process = subprocess.Popen(
+                self.command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=self.env
+            )
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"{self.command[0]} exited with code {self.process.returncode} "
-                    f"(see {self.log_path or 'its output'})"
-                )
+                raise ServerStartError(self._failure(f"exited with code {self.process.returncode}"))
             try:
                 with urllib.request.urlopen(f"{self.base_url}/models", timeout=2) as r:
                     if r.status == 200:
-                        return self
+                        return
             except OSError:
                 time.sleep(0.3)
-        self.stop()
-        raise TimeoutError(f"{self.command[0]} did not answer within {self.startup_timeout_s}s")
+        raise ServerStartError(self._failure(f"did not answer within {self.startup_timeout_s:g} s"))
+
+    def _failure(self, what: str) -> str:
+        where = f"log: {self.log_path}" if self.log_path else "no log kept"
+        return f"{self.command[0]} {what} ({where}); its last lines:\n{log_tail(self.log_path)}"
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -41,8 +41,8 @@ PARTITION_TABLES = frozenset(
         "splits",
     }
 )
-#: Tables that accumulate (a record of requests, evaluations over time).
-APPEND_TABLES = frozenset({"llm_calls", "llm_cache", "eval_results"})
+#: Tables that accumulate (a record of requests, evaluations and training runs over time).
+APPEND_TABLES = frozenset({"llm_calls", "llm_cache", "eval_results", "training_runs", "training_rows"})
 
 _LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked")
 

@@ -1,13 +1,25 @@
 """Exports a trainer loads directly, and the dataset card.
 
-SFT rows are TRL's conversational tool-calling format (`messages` with OpenAI-shaped
-`tool_calls` and `tool` messages, plus `tools`); preference rows are `prompt` / `chosen` /
-`rejected` at turn level, with the `tools` the conversation offered. Nested fields that vary
-in shape (tool schemas, call arguments) are kept as JSON strings in Parquet so every row has
-one schema: call arguments as OpenAI's JSON string, and the `tools` column as Arrow's JSON
-extension type (Parquet's JSON logical type), which `datasets` decodes back into the list
-of schemas that `apply_chat_template(tools=...)` takes, while pandas and DuckDB read JSON text.
-The card's plots (PNG) are written beside the files, and the card shows them.
+SFT rows are TRL's conversational tool-calling format (`messages` with `tool_calls` and `tool`
+messages, plus `tools`); preference rows are `prompt` / `chosen` / `rejected` at turn level,
+with the `tools` the conversation offered. Messages follow the Hugging Face chat-template
+convention: a call's `function.arguments` is a JSON object (a dict), not OpenAI's JSON string,
+so templates that write it with `tojson` (Qwen2.5, Llama 3.x) encode it once.
+
+Fields whose shape varies from row to row (the tool schemas, each call's arguments) are kept
+as JSON in Parquet so every row has one schema: the `tools` column and the nested
+`tool_calls[].function.arguments` field are Arrow's JSON extension type (Parquet's JSON
+logical type), which `datasets` decodes into the list of schemas that
+`apply_chat_template(tools=...)` takes and into one dict of arguments per call, while pandas
+and DuckDB read JSON text. In JSONL they are plain JSON. `export_features()` gives the
+`datasets.Features` that load either file with both fields as `Json()`: without it,
+`datasets` infers one struct for all calls' arguments (`Dataset.from_list` fills every call
+with the other functions' argument names as nulls; `load_dataset("json")` refuses files whose
+first chunk has one argument shape). `Json()` decodes with pandas' ujson, which reads a few
+decimals one unit in the last place off (0.6 as 0.6000000000000001) and re-encodes JSONL objects
+with 10 decimals; the files hold exact JSON (Python's `json`), so a trainer that must render the
+values exactly reads the JSONL with `json` and bypasses Arrow. The card says all this and how
+to load the files. The card's plots (PNG) are written beside the files, and the card shows them.
 """
 
 from __future__ import annotations
@@ -16,7 +28,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jsonschema
 import networkx as nx
@@ -50,9 +62,31 @@ def export_files(directory: Path) -> dict[str, Path]:
     return {key: directory / name for key, name in EXPORT_FILES.items()}
 
 
+def call_arguments(arguments: Any) -> Any:
+    """A call's arguments as a JSON value: OpenAI's JSON string decoded (blank: `{}`), an object
+    kept as it is; text that is not JSON is returned unchanged (`exported_problems` names it)."""
+    if not isinstance(arguments, str):
+        return {} if arguments is None else arguments
+    try:
+        return json.loads(arguments) if arguments.strip() else {}
+    except ValueError:
+        return arguments
+
+
+def export_message(m: dict[str, Any]) -> dict[str, Any]:
+    """A message as the exports carry it: each call's `function.arguments` a JSON object."""
+    if not m.get("tool_calls"):
+        return m
+    calls = [
+        {**tc, "function": {**tc["function"], "arguments": call_arguments(tc["function"].get("arguments"))}}
+        for tc in m["tool_calls"]
+    ]
+    return {**m, "tool_calls": calls}
+
+
 def sft_row(trajectory: dict[str, Any], split: str) -> dict[str, Any]:
     return {
-        "messages": trajectory["messages"],
+        "messages": [export_message(m) for m in trajectory["messages"]],
         "tools": trajectory["tools"],
         "split": split,
         "trajectory_id": trajectory["trajectory_id"],
@@ -63,15 +97,37 @@ def sft_row(trajectory: dict[str, Any], split: str) -> dict[str, Any]:
 def preference_row(pair: dict[str, Any], split: str, tools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """A DPO row; `tools` (the trajectory's) is what the prompt is rendered with, as in the SFT row."""
     return {
-        "prompt": pair["prompt"],
-        "chosen": pair["chosen"],
-        "rejected": pair["rejected"],
+        "prompt": [export_message(m) for m in pair["prompt"]],
+        "chosen": [export_message(m) for m in pair["chosen"]],
+        "rejected": [export_message(m) for m in pair["rejected"]],
         "tools": tools if tools is not None else pair.get("tools") or [],
         "error_type": pair["error_type"],
         "split": split,
         "pair_id": pair["pair_id"],
         "trajectory_id": pair["trajectory_id"],
     }
+
+
+def _message_type(arguments: pa.DataType) -> pa.DataType:
+    function = pa.struct([("name", pa.string()), ("arguments", arguments)])
+    call = pa.struct([("id", pa.string()), ("type", pa.string()), ("function", function)])
+    return pa.list_(
+        pa.struct(
+            [
+                ("role", pa.string()),
+                ("content", pa.string()),
+                ("tool_calls", pa.list_(call)),
+                ("tool_call_id", pa.string()),
+                ("name", pa.string()),
+            ]
+        )
+    )
+
+
+#: the Parquet type of a conversation column: one schema for every row and every file, the
+#: call arguments as JSON (built from JSON text, the storage type, then cast)
+_MESSAGES_STORAGE, MESSAGES_TYPE = _message_type(pa.string()), _message_type(pa.json_())
+_CONVERSATION_COLUMNS = ("messages", "prompt", "chosen", "rejected")
 
 
 def _message_for_parquet(m: dict[str, Any]) -> dict[str, Any]:
@@ -82,9 +138,9 @@ def _message_for_parquet(m: dict[str, Any]) -> dict[str, Any]:
             {
                 "id": tc["id"],
                 "type": "function",
-                "function": {"name": tc["function"]["name"], "arguments": tc["function"]["arguments"]},
+                "function": {"name": tc["function"]["name"], "arguments": json.dumps(tc["function"]["arguments"])},
             }
-            for tc in m.get("tool_calls") or []
+            for tc in export_message(m).get("tool_calls") or []
         ]
         or None,
         "tool_call_id": m.get("tool_call_id"),
@@ -92,16 +148,56 @@ def _message_for_parquet(m: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _for_parquet(row: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in row.items():
-        if key in ("messages", "prompt", "chosen", "rejected"):
-            out[key] = [_message_for_parquet(m) for m in value]
-        elif key == "tools":
-            out[key] = json.dumps(value)
-        else:
-            out[key] = value
-    return out
+def _parquet_column(key: str, values: list[Any]) -> pa.Array:
+    if key in _CONVERSATION_COLUMNS:
+        rows = [[_message_for_parquet(m) for m in v] for v in values]
+        return pa.array(rows, type=_MESSAGES_STORAGE).cast(MESSAGES_TYPE)
+    if key == "tools":
+        return pa.array([json.dumps(v) for v in values], type=pa.string()).cast(pa.json_())
+    return pa.array(values)
+
+
+#: how to load the exports with `datasets`, as the dataset card shows it (a test runs this text
+#: and compares it with `export_features`)
+LOAD_SNIPPET = """\
+from datasets import Features, Json, List, Value, load_dataset
+
+message = {"role": Value("string"), "content": Value("string"),
+           "tool_calls": List({"id": Value("string"), "type": Value("string"),
+                               "function": {"name": Value("string"), "arguments": Json()}}),
+           "tool_call_id": Value("string"), "name": Value("string")}
+sft = Features({"messages": List(message), "tools": Json(), "split": Value("string"),
+                "trajectory_id": Value("string"), "path_id": Value("string")})
+preference = Features({"prompt": List(message), "chosen": List(message), "rejected": List(message),
+                       "tools": Json(), "error_type": Value("string"), "split": Value("string"),
+                       "pair_id": Value("string"), "trajectory_id": Value("string")})
+
+train = load_dataset("json", data_files="sft.jsonl", features=sft, split="train")
+# or: load_dataset("parquet", data_files="sft.parquet", features=sft, split="train")
+pairs = load_dataset("json", data_files="preference.jsonl", features=preference, split="train")
+"""
+
+
+def export_features(kind: Literal["sft", "preference"]) -> Any:
+    """The `datasets.Features` of the `"sft"` or `"preference"` export, for
+    `load_dataset("json" | "parquet", ..., features=...)` or `Dataset.from_list(rows, features=...)`:
+    `tools` and every call's `arguments` as `Json()`, so each row gets back exactly the dicts
+    written. Without them `datasets` infers one struct for all calls' arguments. Needs the
+    `datasets` package (the `test` and `train` extras)."""
+    from datasets import Features, Json, List, Value
+
+    text = Value("string")
+    call = {"id": text, "type": text, "function": {"name": text, "arguments": Json()}}
+    message = {"role": text, "content": text, "tool_calls": List(call), "tool_call_id": text, "name": text}
+    if kind == "sft":
+        columns = {"messages": List(message), "tools": Json(), "split": text, "trajectory_id": text, "path_id": text}
+    elif kind == "preference":
+        conversation = {key: List(message) for key in ("prompt", "chosen", "rejected")}
+        labels = {key: text for key in ("error_type", "split", "pair_id", "trajectory_id")}
+        columns = {**conversation, "tools": Json(), **labels}
+    else:
+        raise ValueError(f"no export named {kind!r}: 'sft' or 'preference'")
+    return Features(columns)
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -116,10 +212,8 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 def write_parquet(path: Path, rows: list[dict[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    table = pa.Table.from_pylist([_for_parquet(r) for r in rows])
-    if "tools" in table.column_names:
-        i = table.schema.get_field_index("tools")
-        table = table.set_column(i, pa.field("tools", pa.json_()), table["tools"].cast(pa.json_()))
+    columns = list(rows[0]) if rows else []
+    table = pa.table({key: _parquet_column(key, [r.get(key) for r in rows]) for key in columns})
     pq.write_table(table, tmp)
     tmp.replace(path)
 
@@ -156,7 +250,7 @@ def conversation_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 per_turn[-1] = (n + len(m["tool_calls"]), steps + 1)
                 for tc in m["tool_calls"]:
                     calls += 1
-                    args = _scalars(json.loads(tc["function"]["arguments"] or "{}"))
+                    args = _scalars(call_arguments(tc["function"]["arguments"]))
                     dependent += any(json.dumps(a) in seen for a in args)
         turns[len(per_turn)] += 1
         calls_per_turn.update(n for n, _ in per_turn)
@@ -261,6 +355,32 @@ def dataset_card(facts: CardFacts) -> str:
         "- `preference.jsonl`, `preference.parquet`: `prompt` / `chosen` / `rejected`, column `error_type`",
         *(f"- `{filename}`: {title.lower()}" for filename, title in facts.plots),
         f"- `{EVALUATION_PLOT}`: the student's scores by turn kind and category (written by `student_evaluation`)",
+        "",
+        "## Format and loading",
+        "",
+        "Messages follow the Hugging Face chat-template convention: an assistant call is "
+        '`{"id", "type": "function", "function": {"name", "arguments"}}` with `arguments` a JSON '
+        "**object**, not OpenAI's JSON string, so templates that write it with `tojson` (Qwen2.5, "
+        "Llama 3.x) encode it once; `tools` is the list of OpenAI-style function schemas for "
+        "`apply_chat_template(messages, tools=tools)`. Tool results are `tool` messages whose "
+        "`content` is JSON text.",
+        "",
+        "Each function has its own argument names and types, so in Parquet the `tools` column and "
+        "each call's `arguments` are Arrow's JSON type (Parquet's JSON logical type): one schema for "
+        "all rows; `datasets` decodes them to lists and dicts, pandas and DuckDB read JSON text. "
+        "Load with these features (`magnet_dagster.synthesis.export.export_features` gives the same): "
+        "without them `datasets` infers one struct for all calls' arguments, filling each call with "
+        "the other functions' argument names as nulls (`Dataset.from_list`) or failing on files whose "
+        "first rows all share one argument shape (`load_dataset`, e.g. several tool sets at once).",
+        "",
+        "```python",
+        *LOAD_SNIPPET.rstrip("\n").splitlines(),
+        "```",
+        "",
+        "`Json()` decodes with pandas' ujson, which reads a few decimals one unit in the last place off "
+        "(`0.6` as `0.6000000000000001`) and re-encodes JSONL objects with 10 decimals. The files hold "
+        "exact JSON: to render every value exactly as written, read the JSONL with Python's `json` and "
+        "hand the rows to the trainer without an Arrow round trip.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -403,8 +523,12 @@ def exported_problems(rows: list[dict[str, Any]], specs: dict[str, FunctionSpec]
                 if spec is None or name not in offered:
                     problems.append(f"{where}: {name}: not offered in this conversation")
                     continue
+                arguments = tc["function"].get("arguments")
+                if isinstance(arguments, str):  # the exports carry objects; a string is OpenAI's form
+                    problems.append(f"{where}: {name}: arguments are a string, not a JSON object")
+                    continue
                 try:
-                    jsonschema.validate(json.loads(tc["function"]["arguments"]), spec.parameters)
-                except (jsonschema.ValidationError, json.JSONDecodeError) as exc:
-                    problems.append(f"{where}: {name}: {getattr(exc, 'message', exc)}")
+                    jsonschema.validate(arguments, spec.parameters)
+                except jsonschema.ValidationError as exc:
+                    problems.append(f"{where}: {name}: {exc.message}")
     return problems

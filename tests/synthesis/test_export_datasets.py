@@ -2,15 +2,18 @@
 
 Conversations and preference pairs are written by the project's own distillation code (with a
 scripted fake teacher, named as such), exported with the project's writers, loaded back with
-`datasets.load_dataset("json" | "parquet")`, and rendered through transformers' real
-`apply_chat_template(messages, tools=tools)` with a Hermes / Qwen2.5-style template. No
-network: the tokenizer is a one-word WordLevel model built in memory.
+`datasets.load_dataset("json" | "parquet")` (as they are, and with the features the project
+publishes), and rendered through transformers' real `apply_chat_template(messages, tools=tools)`
+with a Hermes / Qwen2.5-style template that writes call arguments with `tojson`, as Qwen2.5's
+does. No network: the tokenizer is a one-word WordLevel model built in memory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import math
 import os
 import random
 import re
@@ -21,6 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import datasets  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
 import pytest  # noqa: E402
 from tokenizers import Tokenizer, models  # noqa: E402
 from transformers import PreTrainedTokenizerFast  # noqa: E402
@@ -32,7 +36,9 @@ from magnet_dagster.synthesis.distillation import (  # noqa: E402
     ERROR_TYPES, Trajectory, contains_hint, positive_trajectory, preference_pair,
 )
 from magnet_dagster.synthesis.prompts import HINT_MARKER, REPLY_PROMPT  # noqa: E402
-from magnet_dagster.synthesis.export import preference_row, sft_row, write_jsonl, write_parquet  # noqa: E402
+from magnet_dagster.synthesis.export import (  # noqa: E402
+    LOAD_SNIPPET, CardFacts, dataset_card, export_features, preference_row, sft_row, write_jsonl, write_parquet,
+)
 from magnet_dagster.synthesis.splits import SplitSettings, assign_splits, deduplicate  # noqa: E402
 from magnet_dagster.synthesis.results import TurnResult  # noqa: E402
 from magnet_dagster.tools.calls import ToolCall, parse_python_call  # noqa: E402
@@ -181,12 +187,22 @@ def exported(tmp_path_factory) -> dict[str, Any]:
     write_parquet(out / "sft.parquet", sft)
     write_jsonl(out / "preference.jsonl", pref)
     write_parquet(out / "preference.parquet", pref)
-    return {"dir": out, "cache": root / "hf_cache", "sft": sft, "pref": pref}
+    # another tool set's export whose every call has the same argument names (`round_number`'s),
+    # loaded together with the first: `datasets` must not infer its struct for all calls
+    one_shape = [r for r in sft if r["path_id"] == "p_round"]
+    write_jsonl(root / "rounding" / "sft.jsonl", one_shape)
+    write_parquet(root / "rounding" / "sft.parquet", one_shape)
+    return {"dir": out, "cache": root / "hf_cache", "sft": sft, "pref": pref, "one_shape": root / "rounding"}
 
 
-def _load(exported: dict[str, Any], name: str, builder: str) -> datasets.Dataset:
-    path = exported["dir"] / f"{name}.{'jsonl' if builder == 'json' else 'parquet'}"
-    return datasets.load_dataset(builder, data_files=str(path), split="train", cache_dir=str(exported["cache"]))
+def _load(exported: dict[str, Any], name: str, builder: str, features: bool = False,
+          directories: list[Path] | None = None) -> datasets.Dataset:
+    """Load an export as a user would: `load_dataset(builder, data_files=...)`, with the
+    project's `export_features(name)` when `features`."""
+    ext = "jsonl" if builder == "json" else "parquet"
+    files = [str(d / f"{name}.{ext}") for d in directories or [exported["dir"]]]
+    return datasets.load_dataset(builder, data_files=files, split="train", cache_dir=str(exported["cache"]),
+                                 features=export_features(name) if features else None)
 
 
 @pytest.fixture(scope="module")
@@ -202,8 +218,36 @@ _TOOL_RESPONSE = re.compile(r"<tool_response>\n(.*?)\n</tool_response>", re.S)
 
 
 def _calls(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"name": tc["function"]["name"], "arguments": json.loads(tc["function"]["arguments"])}
+    """`{"name", "arguments"}` of every call, the arguments exactly as the row carries them."""
+    return [{"name": tc["function"]["name"], "arguments": tc["function"]["arguments"]}
             for m in messages for tc in m.get("tool_calls") or []]
+
+
+def _same_json(got: Any, want: Any) -> bool:
+    """Equal JSON values of equal types (an int stays an int, no key added or lost); a float may be
+    one unit in the last place off, as `datasets`' `Json()` decoding (pandas' ujson) leaves some."""
+    if type(got) is not type(want):
+        return False
+    if isinstance(want, dict):
+        return list(got) == list(want) and all(_same_json(got[k], want[k]) for k in want)
+    if isinstance(want, list):
+        return len(got) == len(want) and all(_same_json(g, w) for g, w in zip(got, want))
+    if isinstance(want, float):
+        return math.isclose(got, want, rel_tol=1e-15)
+    return bool(got == want)
+
+
+def _check_arguments(rows: list[dict[str, Any]], written: list[dict[str, Any]], key: str = "messages") -> None:
+    """Each loaded call's arguments are a dict like the one written: the same keys in the same
+    order (none of another function's, no nulls added), the same values of the same types."""
+    assert len(rows) == len(written)
+    for row, want in zip(rows, written):
+        got, expected = _calls(row[key]), _calls(want[key])
+        assert [c["name"] for c in got] == [c["name"] for c in expected]
+        for g, e in zip(got, expected):
+            assert isinstance(g["arguments"], dict), g
+            assert list(g["arguments"]) == list(e["arguments"]), f"foreign or missing keys: {g}"
+            assert _same_json(g["arguments"], e["arguments"]), (g, e)
 
 
 def _values(value: Any) -> list[Any]:
@@ -224,8 +268,12 @@ def _check_render(text: str, tools: list[dict[str, Any]], messages: list[dict[st
         assert f'"name": "{tool["function"]["name"]}"' in block.group(1)
     calls = _calls(messages)
     turns = text.split("<|im_end|>\n", 1)[1]  # after the system prompt and its format example
-    assert [json.loads(body) for body in _TOOL_CALL.findall(turns)] == calls  # arguments not double-encoded
+    rendered = [json.loads(body) for body in _TOOL_CALL.findall(turns)]
+    assert rendered == calls
+    assert all(isinstance(c["arguments"], dict) for c in rendered), "arguments encoded once: an object, not a string"
+    assert '"arguments": "' not in turns
     for call in calls:
+        assert f'"name": "{call["name"]}", "arguments": {json.dumps(call["arguments"])}}}' in turns
         assert f'"name": "{call["name"]}"' in text
         for value in _values(call["arguments"]):
             assert json.dumps(value) in text
@@ -252,12 +300,18 @@ def test_the_fixture_covers_the_shapes_that_matter(exported):
     assert not any(t["function"]["name"] == "close_ticket" for row in sft for t in row["tools"])
     shapes = {json.dumps(sorted(t["function"]["parameters"]["properties"])) for row in sft for t in row["tools"]}
     assert len(shapes) > 3 and "[]" in shapes, "tools whose parameters differ in shape, one with none"
+    arguments = [c["arguments"] for row in sft for c in _calls(row["messages"])]
+    assert all(isinstance(a, dict) for a in arguments), "arguments exported as objects, not JSON strings"
+    values = [v for a in arguments for v in a.values()]
+    assert {} in arguments and len({json.dumps(sorted(a)) for a in arguments}) > 5, "calls with different names"
+    assert {int, float, str, list, dict} <= {type(v) for v in values}, "numbers, text, arrays, nested objects"
     assert not any(contains_hint(r["messages"]) for r in sft)
 
 
+@pytest.mark.parametrize("features", [False, True], ids=["inferred", "export_features"])
 @pytest.mark.parametrize("builder", ["json", "parquet"])
-def test_sft_export_loads_with_nested_fields_intact(exported, builder):
-    ds = _load(exported, "sft", builder)
+def test_sft_export_loads_with_nested_fields_intact(exported, builder, features):
+    ds = _load(exported, "sft", builder, features)
     assert {"messages", "tools", "split", "trajectory_id", "path_id"} <= set(ds.column_names)
     assert ds.num_rows == len(exported["sft"])
     by_id = {r["trajectory_id"]: r for r in exported["sft"]}
@@ -270,25 +324,99 @@ def test_sft_export_loads_with_nested_fields_intact(exported, builder):
         for m in row["messages"]:
             for tc in m.get("tool_calls") or []:
                 assert tc["type"] == "function" and tc["id"]
-                assert isinstance(tc["function"]["arguments"], str)  # OpenAI form: a JSON object as a string
-                assert isinstance(json.loads(tc["function"]["arguments"]), dict)
+                assert isinstance(tc["function"]["arguments"], dict)  # Hugging Face form: an object
             if m["role"] == "tool":
                 assert m["tool_call_id"] and m["name"]
         assert _calls(row["messages"]) == _calls(want["messages"])
+    _check_arguments(sorted(ds, key=lambda r: r["trajectory_id"]),
+                     sorted(exported["sft"], key=lambda r: r["trajectory_id"]))
 
 
 @pytest.mark.parametrize("builder", ["json", "parquet"])
-def test_sft_rows_render_with_a_tool_chat_template(exported, tokenizer, builder):
-    for row in _load(exported, "sft", builder):
+def test_exports_of_two_tool_sets_load_together_with_the_published_features(exported, builder):
+    """One file's calls all have `round_number`'s argument names, the other's vary: with
+    `export_features` every call keeps its own arguments, whichever file comes first."""
+    for first, second in ((exported["one_shape"], exported["dir"]), (exported["dir"], exported["one_shape"])):
+        ds = _load(exported, "sft", builder, features=True, directories=[first, second])
+        written = [r for d in (first, second) for r in ([json.loads(line) for line in
+                                                         (d / "sft.jsonl").read_text().splitlines()])]
+        assert ds.features == export_features("sft")
+        _check_arguments(list(ds), written)
+        assert [r["tools"] for r in ds] == [r["tools"] for r in written]
+
+
+def test_rows_in_memory_become_a_dataset_with_the_published_features(exported):
+    """What a trainer does with rows it read itself: `Dataset.from_list(rows, features=...)`."""
+    for name, rows, key in (("sft", exported["sft"], "messages"), ("preference", exported["pref"], "chosen")):
+        ds = datasets.Dataset.from_list(rows, features=export_features(name))
+        _check_arguments(list(ds), rows, key)
+        assert [r["tools"] for r in ds] == [r["tools"] for r in rows]
+
+
+@pytest.mark.parametrize("builder", ["json", "parquet"])
+def test_the_files_hold_exact_json_and_datasets_keeps_keys_and_types(tmp_path, builder):
+    """A value pandas' ujson reads one ulp off (0.6): the file's JSON text is exact (what pandas,
+    DuckDB and Python's `json` read); through `datasets` the keys and types are exact and the
+    float within one ulp (the limit the card names)."""
+    call = {"id": "c0", "type": "function", "function": {"name": "scale", "arguments": '{"x": 0.6, "n": 3}'}}
+    row = sft_row({"trajectory_id": "t", "path_id": "p", "tools": [SPECS["logout"].openai_tool()],
+                   "messages": [{"role": "user", "content": "Scale 3 by 0.6."},
+                                {"role": "assistant", "content": None, "tool_calls": [call]}]}, "train")
+    assert row["messages"][1]["tool_calls"][0]["function"]["arguments"] == {"x": 0.6, "n": 3}
+    write_jsonl(tmp_path / "sft.jsonl", [row])
+    write_parquet(tmp_path / "sft.parquet", [row])
+    table = pq.read_table(tmp_path / "sft.parquet")
+    stored = table["messages"].to_pylist()  # the JSON column as pandas and DuckDB read it: text
+    assert stored[0][1]["tool_calls"][0]["function"]["arguments"] == '{"x": 0.6, "n": 3}'
+    assert json.loads((tmp_path / "sft.jsonl").read_text())["messages"][1]["tool_calls"][0]["function"][
+        "arguments"] == {"x": 0.6, "n": 3}
+    path = tmp_path / f"sft.{'jsonl' if builder == 'json' else 'parquet'}"
+    ds = datasets.load_dataset(builder, data_files=str(path), split="train", features=export_features("sft"),
+                               cache_dir=str(tmp_path / "cache"))
+    _check_arguments(list(ds), [row])
+
+
+def test_the_card_shows_how_to_load_and_its_code_runs(exported, monkeypatch):
+    card = dataset_card(CardFacts("demo", {}, {}, {}, {}, []))
+    assert "```python\n" + LOAD_SNIPPET in card
+    assert "JSON **object**" in card and "tojson" in card and "one unit in the last place" in card
+    monkeypatch.chdir(exported["dir"])  # the card's code loads the files beside it
+    monkeypatch.setattr(datasets, "load_dataset",
+                        functools.partial(datasets.load_dataset, cache_dir=str(exported["cache"])))
+    scope: dict[str, Any] = {}
+    exec(LOAD_SNIPPET, scope)  # the project's own text: the code the card shows
+    assert scope["sft"] == export_features("sft") and scope["preference"] == export_features("preference")
+    _check_arguments(list(scope["train"]), exported["sft"])
+    _check_arguments(list(scope["pairs"]), exported["pref"], "chosen")
+    _check_arguments(list(scope["pairs"]), exported["pref"], "rejected")
+
+
+def test_the_template_writes_arguments_with_tojson_so_strings_would_be_encoded_twice(tokenizer):
+    """The test template does what Qwen2.5's does: an object comes out once-encoded, OpenAI's
+    JSON string as a quoted string (what the exports must not carry)."""
+    def render(arguments: Any) -> str:
+        call = {"id": "c0", "type": "function", "function": {"name": "add", "arguments": arguments}}
+        return tokenizer.apply_chat_template([{"role": "user", "content": "2+3?"},
+                                              {"role": "assistant", "tool_calls": [call]}],
+                                             tools=[SPECS["add"].openai_tool()], tokenize=False)
+    assert '"arguments": {"a": 2, "b": 3}}' in render({"a": 2, "b": 3})
+    assert '"arguments": "{\\"a\\": 2, \\"b\\": 3}"}' in render('{"a": 2, "b": 3}')
+
+
+@pytest.mark.parametrize("features", [False, True], ids=["inferred", "export_features"])
+@pytest.mark.parametrize("builder", ["json", "parquet"])
+def test_sft_rows_render_with_a_tool_chat_template(exported, tokenizer, builder, features):
+    for row in _load(exported, "sft", builder, features):
         text = tokenizer.apply_chat_template(row["messages"], tools=row["tools"], tokenize=False)
         _check_render(text, row["tools"], row["messages"])
         assert text.count("<|im_start|>system") == 1 + sum(
             1 for m in row["messages"][1:] if m["role"] == "system")
 
 
+@pytest.mark.parametrize("features", [False, True], ids=["inferred", "export_features"])
 @pytest.mark.parametrize("builder", ["json", "parquet"])
-def test_preference_export_loads_and_renders_like_a_dpo_trainer(exported, tokenizer, builder):
-    ds = _load(exported, "preference", builder)
+def test_preference_export_loads_and_renders_like_a_dpo_trainer(exported, tokenizer, builder, features):
+    ds = _load(exported, "preference", builder, features)
     assert {"prompt", "chosen", "rejected", "tools", "error_type", "split", "pair_id", "trajectory_id"} <= set(
         ds.column_names)
     assert ds.num_rows == len(exported["pref"])
@@ -299,6 +427,8 @@ def test_preference_export_loads_and_renders_like_a_dpo_trainer(exported, tokeni
         for key in ("prompt", "chosen", "rejected"):
             assert _strip_none(row[key]) == _strip_none(want[key])
         assert row["chosen"] != row["rejected"]
+        for key in ("prompt", "chosen", "rejected"):
+            _check_arguments([row], [want], key)
         # the way TRL renders a conversational preference row: the prompt with a generation
         # prompt, then prompt + completion, which must start with the prompt
         prompt = tokenizer.apply_chat_template(row["prompt"], tools=row["tools"], tokenize=False,

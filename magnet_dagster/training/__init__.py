@@ -1,0 +1,1 @@
+"""The student model: the base checkpoint made from the packaged GGUF, and its tool-aware chat template."""
