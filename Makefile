@@ -67,7 +67,7 @@ $(DAGSTER_HOME)/dagster.yaml: $(DAGSTER_YAML)
 
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m magnet_dagster.defs.cli add $(DEMO)
-	$(BIN)/dagster asset materialize -m magnet_dagster.definitions --select 'function_catalog*' --partition $(DEMO)
+	$(BIN)/dagster asset materialize -m magnet_dagster.definitions --select 'group:magnet_pipeline' --partition $(DEMO)
 	$(BIN)/python -m magnet_dagster.report $(DEMO)
 
 lint: install

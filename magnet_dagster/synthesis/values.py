@@ -3,7 +3,10 @@ format and examples and proposes one (cached like every call), instead of a word
 
 A proposal is checked against the parameter's own schema; an enum, boolean or number the
 teacher gets wrong is taken from the schema itself, while a string it cannot propose fails
-the attempt (the turn is regenerated), so no placeholder text ever reaches a query.
+the attempt (the turn is regenerated), so no placeholder text ever reaches a query. A number
+is kept to four significant digits, as a user would say it (25.79, not 25.7854367229349375):
+the query, the reference call and every later prompt carry it, and on the embedded model
+every token of it costs time.
 """
 
 from __future__ import annotations
@@ -32,9 +35,34 @@ def _parameter_line(name: str, schema: dict[str, Any]) -> str:
     return f"- {name}: {json.dumps(shown)[:400]}"
 
 
+#: what one proposed value may take in the structured output: a user gives a few items and a short
+#: string, and a weak model otherwise lists numbers or writes prose until `max_tokens` cuts the JSON
+MAX_ITEMS, MAX_STRING = 6, 80
+
+
+def bounded(schema: Any) -> Any:
+    """`schema` with every array capped at `MAX_ITEMS` items and every free string at `MAX_STRING`
+    characters (tighter bounds of its own are kept; enums and patterns are left alone). Only the
+    request's structured output is bounded: a proposal is still checked against the real schema."""
+    if isinstance(schema, list):
+        return [bounded(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: bounded(v) if isinstance(v, dict | list) else v for k, v in schema.items()}
+    declared = out.get("type")
+    kinds: list[Any] = declared if isinstance(declared, list) else [declared]
+    if "array" in kinds:
+        out["maxItems"] = min(out.get("maxItems", MAX_ITEMS), MAX_ITEMS)
+        out["minItems"] = min(out.get("minItems", 0), out["maxItems"])
+    if "string" in kinds and "enum" not in out and "pattern" not in out and "format" not in out:
+        out["maxLength"] = min(out.get("maxLength", MAX_STRING), MAX_STRING)
+        out["minLength"] = min(out.get("minLength", 0), out["maxLength"])
+    return out
+
+
 def values_request(spec: FunctionSpec, names: list[str], seed: int, temperature: float) -> LLMRequest:
     props = {n: spec.properties.get(n, {}) for n in names}
-    schema = {"type": "object", "properties": props, "required": names}
+    schema = {"type": "object", "properties": {n: bounded(s) for n, s in props.items()}, "required": names}
     return LLMRequest(
         messages=[
             {
@@ -51,6 +79,21 @@ def values_request(spec: FunctionSpec, names: list[str], seed: int, temperature:
         max_tokens=48 + 40 * len(names),
         seed=seed,
     )
+
+
+SIGNIFICANT_DIGITS = 4
+
+
+def as_a_user_says_it(value: Any) -> Any:
+    """Floats (also inside lists and objects) to `SIGNIFICANT_DIGITS` significant digits; a
+    whole float stays as it is, and so does everything else."""
+    if isinstance(value, float) and not value.is_integer():
+        return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+    if isinstance(value, list):
+        return [as_a_user_says_it(v) for v in value]
+    if isinstance(value, dict):
+        return {k: as_a_user_says_it(v) for k, v in value.items()}
+    return value
 
 
 def from_schema(schema: dict[str, Any], rng: random.Random) -> tuple[bool, Any]:
@@ -82,7 +125,8 @@ async def suggest_values(
         schema = spec.properties.get(name, {})
         value = proposed.get(name)
         if value is not None and value != "" and jsonschema.Draft202012Validator(schema).is_valid(value):
-            values[name] = value
+            short = as_a_user_says_it(value)
+            values[name] = short if jsonschema.Draft202012Validator(schema).is_valid(short) else value
             continue
         ok, fallback = from_schema(schema, rng)
         if not ok:

@@ -92,7 +92,7 @@ def test_two_partitions_materialize_at_once_on_one_magnet_home(tmp_path, magnet_
     subprocess.run([sys.executable, "-m", "magnet_dagster.defs.cli", "add", "left", "right"],
                    env=env, cwd=ROOT, check=True)
     procs = [subprocess.Popen([str(bin_dir / "dagster"), "asset", "materialize", "-m", "magnet_dagster.definitions",
-                               "--select", "function_catalog*", "--partition", key], env=env, cwd=ROOT,
+                               "--select", "group:magnet_pipeline", "--partition", key], env=env, cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for key in ("left", "right")]
     outputs = [p.communicate(timeout=1500)[0] for p in procs]

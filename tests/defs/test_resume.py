@@ -41,7 +41,7 @@ def test_killed_then_rerun_materialization_makes_no_repeated_request(tmp_path, m
                                       "MAGNET_TOOL_SETS_DIR": str(tool_sets_dir)}
     subprocess.run([sys.executable, "-m", "magnet_dagster.defs.cli", "add", "resume"], env=env, cwd=ROOT, check=True)
     cmd = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "magnet_dagster.definitions",
-           "--select", "function_catalog*", "--partition", "resume"]
+           "--select", "group:magnet_pipeline", "--partition", "resume"]
 
     first = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
