@@ -53,7 +53,7 @@ $(TRAIN_STAMP): $(STAMP) pyproject.toml
 train-demo: export HF_HUB_OFFLINE := 1
 train-demo: export MAGNET_VLLM_ARGS ?= --enforce-eager
 train-demo: demo $(TRAIN_STAMP) vllm
-	$(BIN)/dagster job execute -m magnet_dagster.definitions -j train_and_evaluate
+	$(BIN)/dagster job execute -m magnet_dagster.definitions -j train_and_evaluate -c examples/train_demo.yaml
 	$(BIN)/python -m magnet_dagster.report $(DEMO)
 
 # The instance: embedded (SQLite under DAGSTER_HOME) by default; with DAGSTER_PG_HOST set, in the
