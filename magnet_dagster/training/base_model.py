@@ -24,11 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from magnet_dagster.training.checkpoints import is_checkpoint
+
 #: The packaged chat template's file name, inside this package.
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
-#: Files a finished checkpoint has; a directory holding them all is taken as made.
-CHECKPOINT_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json")
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 
 
 def chat_template_path() -> Path:
@@ -39,13 +38,6 @@ def chat_template_path() -> Path:
 def chat_template() -> str:
     """The packaged tool-aware ChatML chat template (Hermes / Qwen2.5-style tool calls)."""
     return chat_template_path().read_text(encoding="utf-8")
-
-
-def is_checkpoint(path: Path) -> bool:
-    """Whether `path` holds a complete Hugging Face causal-LM checkpoint (config, weights, tokenizer)."""
-    return all((path / name).is_file() for name in CHECKPOINT_FILES) and any(
-        (path / name).is_file() for name in WEIGHT_FILES
-    )
 
 
 def convert_gguf(out_dir: Path, gguf: Path | None = None) -> Path:

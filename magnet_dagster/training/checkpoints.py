@@ -32,8 +32,16 @@ def checkpoint_path(name_or_path: str | Path) -> Path:
     return checkpoints_dir() / text
 
 
+#: files a complete checkpoint has, and one of the weight files it must have
+CHECKPOINT_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+
+
 def is_checkpoint(path: Path) -> bool:
-    return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+    """Whether `path` holds a complete Hugging Face causal-LM checkpoint (config, weights, tokenizer)."""
+    return all((path / name).is_file() for name in CHECKPOINT_FILES) and any(
+        (path / name).is_file() for name in WEIGHT_FILES
+    )
 
 
 def fingerprint(path: Path) -> str:
