@@ -95,25 +95,16 @@ class TrainingConfig(dg.Config):
     seed: int = 42
 
 
+#: TrainingConfig fields that say what to train on and where to write it; the rest are
+#: `TrainingSettings` fields of the same names
+_NOT_SETTINGS = ("name", "tool_sets", "base_model")
+
+
 def training_settings(config: TrainingConfig) -> Any:
     from magnet_dagster.training.trainer import TrainingSettings
 
-    return TrainingSettings(
-        base_model=checkpoint_path(config.base_model),
-        sft_epochs=config.sft_epochs,
-        sft_max_steps=config.sft_max_steps,
-        sft_learning_rate=config.sft_learning_rate,
-        dpo_epochs=config.dpo_epochs,
-        dpo_max_steps=config.dpo_max_steps,
-        dpo_learning_rate=config.dpo_learning_rate,
-        dpo_beta=config.dpo_beta,
-        dpo_loss_type=config.dpo_loss_type,
-        lora=config.lora,
-        max_length=config.max_length,
-        batch_size=config.batch_size,
-        gradient_checkpointing=config.gradient_checkpointing,
-        seed=config.seed,
-    )
+    knobs = {k: v for k, v in config.model_dump().items() if k not in _NOT_SETTINGS}
+    return TrainingSettings(base_model=checkpoint_path(config.base_model), **knobs)
 
 
 @dg.asset(group_name="training", deps=["base_student", "training_splits"], kinds={"pytorch", "duckdb"})

@@ -111,3 +111,13 @@ def test_comparison_without_a_trained_checkpoint_says_what_to_run(magnet_home):
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "materialize student_training first" in failure.step_failure_data.user_failure_data.description
+
+
+def test_every_training_knob_reaches_the_trainer_settings():
+    from magnet_dagster.defs.training import TrainingConfig, training_settings
+
+    config = TrainingConfig(sft_epochs=0.5, dpo_loss_type="ipo", lora=True, gradient_checkpointing=True, seed=7)
+    settings = training_settings(config)
+    assert (settings.sft_epochs, settings.dpo_loss_type, settings.lora, settings.gradient_checkpointing,
+            settings.seed) == (0.5, "ipo", True, True, 7)
+    assert settings.base_model.name == "base"
