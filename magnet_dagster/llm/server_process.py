@@ -50,6 +50,10 @@ class ServerProcess:
     log_path: Path | None = None
     #: the child's environment; None: this process's own
     env: dict[str, str] | None = field(default=None, repr=False)
+    #: what error messages call it; None: the command's program
+    name: str | None = None
+    #: start it in a session of its own, out of reach of signals sent to this one's process group
+    new_session: bool = False
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -61,10 +65,16 @@ class ServerProcess:
         and quoting its last lines) when it exits first or does not answer within `startup_timeout_s`."""
         if self.log_path:
             with open(self.log_path, "ab") as log:  # the child keeps its own copy of the handle
-                self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+                self.process = subprocess.Popen(
+                    self.command, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=self.new_session
+                )
         else:
             self.process = subprocess.Popen(
-                self.command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=self.env
+                self.command,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=self.new_session,
             )
         try:
             self._wait_ready()
@@ -89,7 +99,7 @@ class ServerProcess:
 
     def _failure(self, what: str) -> str:
         where = f"log: {self.log_path}" if self.log_path else "no log kept"
-        return f"{self.command[0]} {what} ({where}); its last lines:\n{log_tail(self.log_path)}"
+        return f"{self.name or self.command[0]} {what} ({where}); its last lines:\n{log_tail(self.log_path)}"
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

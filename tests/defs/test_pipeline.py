@@ -95,9 +95,21 @@ def test_two_partitions_materialize_at_once_on_one_magnet_home(tmp_path, magnet_
                                "--select", "group:magnet_pipeline", "--partition", key], env=env, cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for key in ("left", "right")]
-    outputs = [p.communicate(timeout=1500)[0] for p in procs]
+    try:
+        outputs = [p.communicate(timeout=1100)[0] for p in procs]
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            p.kill()
+        tails = [p.communicate()[0][-3000:] for p in procs]
+        pytest.fail("the two runs did not finish in 1100 s; their last output:\n" + "\n-----\n".join(tails))
     for p, out in zip(procs, outputs):
         assert p.returncode == 0, out[-3000:]
+    # both runs (and each of their step processes) used one server at a time: the keepers' starts
+    # and stops alternate in the log they share (the last one may still be in its idle grace)
+    events = [line.split()[3] for line in (magnet_home / "llama_server.log").read_text().splitlines()
+              if line.startswith("shared_server: keeper")]
+    assert events[::2] == ["started"] * len(events[::2]) and events[1::2] == ["stopped"] * len(events[1::2]), events
+    print(f"server starts over the two runs: {len(events[::2])}")
     store = LineageStore(magnet_home / "lineage.duckdb")
     for key in ("left", "right"):
         n = _accounting(store, key)
