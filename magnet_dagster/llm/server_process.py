@@ -24,6 +24,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def answers(port: int) -> bool:
+    """Whether an OpenAI-compatible server on 127.0.0.1:`port` lists its models."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
 class ServerStartError(RuntimeError):
     """The server exited or did not answer in time; the message names its log and quotes its end."""
 
@@ -89,12 +98,9 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise ServerStartError(self._failure(f"exited with code {self.process.returncode}"))
-            try:
-                with urllib.request.urlopen(f"{self.base_url}/models", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.3)
+            if answers(self.port):
+                return
+            time.sleep(0.3)
         raise ServerStartError(self._failure(f"did not answer within {self.startup_timeout_s:g} s"))
 
     def _failure(self, what: str) -> str:

@@ -25,13 +25,12 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from magnet_dagster.llm.server_process import ServerProcess, free_port
+from magnet_dagster.llm.server_process import ServerProcess, answers, free_port
 
 #: seconds a server with no user is kept for the next one; `MAGNET_LOCAL_IDLE_S` overrides
 DEFAULT_IDLE_S = 10.0
@@ -89,20 +88,12 @@ def _read_record(record: Path) -> dict | None:
     return value if isinstance(value, dict) and isinstance(value.get("port"), int) else None
 
 
-def _answers(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
 def _alive(record: dict) -> bool:
     try:
         os.kill(int(record["keeper_pid"]), 0)
     except (OSError, KeyError, ValueError, TypeError):
         return False
-    return _answers(record["port"])
+    return answers(record["port"])
 
 
 @dataclass
