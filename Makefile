@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml requirements-nodeps.txt
 	$(BIN)/pip install --quiet --no-deps -r requirements-nodeps.txt
 	touch $@
 
-$(LLAMA_SERVER): | $(STAMP)
+$(LLAMA_SERVER): scripts/build-llama-server.sh | $(STAMP)
 	bash scripts/build-llama-server.sh $(BIN)/pip $(LLAMA_CPP_PYTHON) $@
 
 install: $(STAMP) $(LLAMA_SERVER)

@@ -5,7 +5,9 @@ the pipeline's own requests (the graph judge's for the bundled tool set, and que
 prompts that share their instructions) at concurrency 1, 4 and 8, each on a fresh server:
 prompt tokens evaluated per second, generated tokens per second, and prompt tokens evaluated
 against prompt tokens sent (the rest came from the server's prefix cache), with the ratio to
-concurrency 1 measured in the same run.
+concurrency 1 measured in the same run. Where the server loads the packaged GGUF re-encoded
+(`reencode`: BF16 on an AVX512-BF16 CPU), the same mix at the server's slot count on the packaged
+Q4_1 file is the baseline the re-encoded file's speed-up is measured against.
 
 Part 2 reads `llm_calls` of the latest demo run in `$MAGNET_HOME` (if there is one): per stage,
 its calls, input and output tokens, summed LLM latency and its share of the demo's wall time.
@@ -27,7 +29,14 @@ from magnet_dagster import config
 from magnet_dagster.graph.candidates import candidate_pairs
 from magnet_dagster.graph.judge import edge_request
 from magnet_dagster.llm.client import LLMRequest
-from magnet_dagster.llm.local_server import LocalLlamaServer, acquire, release
+from magnet_dagster.llm.local_server import (
+    LocalLlamaServer,
+    acquire,
+    default_gguf,
+    parallel_slots,
+    release,
+    served_gguf,
+)
 from magnet_dagster.llm.openai_backend import OpenAICompatibleBackend
 from magnet_dagster.store.lineage import LineageStore
 from magnet_dagster.synthesis.catalog import load_catalog
@@ -127,9 +136,9 @@ async def _drive(base_url: str, model: str, requests: list[LLMRequest], concurre
     )
 
 
-def measure_level(requests: list[LLMRequest], concurrency: int, log_dir: Path) -> LevelResult:
+def measure_level(requests: list[LLMRequest], concurrency: int, log_dir: Path, gguf: Path | None = None) -> LevelResult:
     """One concurrency level on a freshly started server (an empty prefix cache)."""
-    server: LocalLlamaServer = acquire(log_path=log_dir / f"bench_llama_server_c{concurrency}.log")
+    server: LocalLlamaServer = acquire(gguf, log_path=log_dir / f"bench_llama_server_c{concurrency}.log")
     try:
         return asyncio.run(_drive(server.base_url, server.model_name, requests, concurrency))
     finally:
@@ -153,6 +162,24 @@ def server_table(levels: list[int], repeats: int, requests: list[LLMRequest], lo
             f" {m['prompt_phase_tps']:24.0f} {m['generated_phase_tps']:10.1f}"
             f"   {r.prompt_evaluated} / {r.prompt_sent} ({r.prompt_evaluated / max(r.prompt_sent, 1):.2f})"
         )
+
+
+def format_table(repeats: int, requests: list[LLMRequest], log_dir: Path) -> None:
+    """The served file against the packaged one, at the server's slot count (both fully busy)."""
+    packaged, served = default_gguf(), served_gguf()
+    if packaged.resolve() == served.resolve():
+        print(f"(the server loads {packaged.name} as it is: no re-encoding to compare, see MAGNET_LOCAL_BF16)")
+        return
+    slots = parallel_slots()
+    runs = {g: [measure_level(requests, slots, log_dir, g) for _ in range(repeats)] for g in (packaged, served)}
+    med = {
+        g: (statistics.median(r.wall_s for r in rs), statistics.median(r.generated_tps for r in rs))
+        for g, rs in runs.items()
+    }
+    print(f"Packaged vs served GGUF, concurrency {slots} ({slots} slots), medians of {repeats} runs")
+    print("  file                                        wall s  speed-up   gen tok/s (all)")
+    for g in (packaged, served):
+        print(f"  {g.name:<42} {med[g][0]:7.1f} {med[packaged][0] / med[g][0]:8.2f}x {med[g][1]:14.1f}")
 
 
 def stage_table(store: LineageStore, tool_set: str) -> None:
@@ -199,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     home = config.magnet_home()
     home.mkdir(parents=True, exist_ok=True)
     if not args.skip_server:
-        server_table(args.concurrency, args.repeats, request_mix(args.tool_set, args.judges, args.queries), home)
+        requests = request_mix(args.tool_set, args.judges, args.queries)
+        server_table(args.concurrency, args.repeats, requests, home)
+        format_table(args.repeats, requests, home)
     db = config.lineage_db_path()
     if db.exists():
         stage_table(LineageStore(db), args.tool_set)

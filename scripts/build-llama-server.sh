@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Build llama.cpp's own server (`llama-server`: parallel slots, continuous batching, prompt cache)
-# from the llama.cpp source vendored in the llama-cpp-python sdist of VERSION, and put it at DEST.
-# The binary is cached per version under CACHE (like pip's wheel cache), so only the first
+# from the llama.cpp source vendored in the llama-cpp-python sdist of VERSION, and put it at DEST,
+# with its `llama-quantize` beside it (re-encodes the packaged GGUF for this CPU: local_server).
+# The binaries are cached per version under CACHE (like pip's wheel cache), so only the first
 # install on a machine compiles (a few minutes on 2 cores).
 #   usage: build-llama-server.sh PIP VERSION DEST [CACHE]
 set -euo pipefail
 pip=$1 version=$2 dest=$3
 cache=${4:-${XDG_CACHE_HOME:-$HOME/.cache}/magnet-dagster/llama-server-$version-$(uname -m)}
-if [[ ! -x $cache/llama-server ]]; then
+if [[ ! -x $cache/llama-server || ! -x $cache/llama-quantize ]]; then
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
     echo "building llama-server from llama-cpp-python $version's llama.cpp (first install only)"
@@ -18,10 +19,13 @@ if [[ ! -x $cache/llama-server ]]; then
         -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
         -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=ON \
         $(command -v ninja >/dev/null && echo -G Ninja) >"$work/cmake.log" || { cat "$work/cmake.log"; exit 1; }
-    cmake --build "$work/build" --target llama-server -j "$(nproc)" >"$work/build.log" \
+    cmake --build "$work/build" --target llama-server llama-quantize -j "$(nproc)" >"$work/build.log" \
         || { tail -50 "$work/build.log"; exit 1; }
     mkdir -p "$cache"
-    cp "$work/build/bin/llama-server" "$cache/llama-server.tmp"
-    mv "$cache/llama-server.tmp" "$cache/llama-server"
+    for bin in llama-quantize llama-server; do
+        cp "$work/build/bin/$bin" "$cache/$bin.tmp"
+        mv "$cache/$bin.tmp" "$cache/$bin"
+    done
 fi
+install -m 755 "$cache/llama-quantize" "$(dirname "$dest")/llama-quantize"
 install -m 755 "$cache/llama-server" "$dest"

