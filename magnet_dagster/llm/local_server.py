@@ -55,7 +55,10 @@ def served_gguf() -> Path:
     gguf = default_gguf()
     if os.environ.get("MAGNET_LOCAL_GGUF") or not reencode.wants_bf16():
         return gguf
-    return reencode.reencoded(gguf, reencode.BF16, reencode.quantize_binary(server_binary()))
+    quantize = llama_tool(
+        "llama-quantize", server_binary().parent, "set MAGNET_LOCAL_BF16=0 to serve the packaged GGUF as it is"
+    )
+    return reencode.reencoded(gguf, reencode.BF16, quantize)
 
 
 #: parallel slots (continuous batching) and the context each slot may fill; 8 slots decode 1.1-1.2x
@@ -63,24 +66,28 @@ def served_gguf() -> Path:
 DEFAULT_PARALLEL, DEFAULT_SLOT_CTX = 8, 4096
 
 
+def llama_tool(name: str, directory: Path, otherwise: str) -> Path:
+    """llama.cpp's `name` from `directory` (where `make install` puts it, built from the llama.cpp
+    that llama-cpp-python vendors), else from PATH; the error says `otherwise` too."""
+    beside = directory / name
+    if beside.is_file():
+        return beside
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    raise FileNotFoundError(
+        f"{name} is not installed in {directory} (`make install` builds it) and not on PATH; or {otherwise}"
+    )
+
+
 def server_binary() -> Path:
-    """llama.cpp's `llama-server`: `MAGNET_LLAMA_SERVER`, else the one `make install` put beside
-    this Python (built from the llama.cpp that llama-cpp-python vendors), else one on PATH."""
+    """llama.cpp's `llama-server`: `MAGNET_LLAMA_SERVER`, else the one beside this Python or on PATH."""
     if os.environ.get("MAGNET_LLAMA_SERVER"):
         path = Path(os.environ["MAGNET_LLAMA_SERVER"]).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"MAGNET_LLAMA_SERVER={path} is not a file")
         return path
-    beside = Path(sys.executable).parent / "llama-server"
-    if beside.is_file():
-        return beside
-    found = shutil.which("llama-server")
-    if found:
-        return Path(found)
-    raise FileNotFoundError(
-        f"llama-server is not installed in {beside.parent} (`make install` builds it) and not on PATH; "
-        "or set MAGNET_LLAMA_SERVER to the binary"
-    )
+    return llama_tool("llama-server", Path(sys.executable).parent, "set MAGNET_LLAMA_SERVER to the binary")
 
 
 def parallel_slots() -> int:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -49,20 +48,6 @@ def wants_bf16(mode: str | None = None, flags: set[str] | None = None) -> bool:
 def cache_dir() -> Path:
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "magnet-dagster" / "gguf"
-
-
-def quantize_binary(beside: Path) -> Path:
-    """`llama-quantize` next to the server binary `beside`, else on PATH."""
-    near = beside.parent / "llama-quantize"
-    if near.is_file():
-        return near
-    found = shutil.which("llama-quantize")
-    if found:
-        return Path(found)
-    raise FileNotFoundError(
-        f"llama-quantize is not beside {beside} nor on PATH (`make install` builds it); "
-        "or set MAGNET_LOCAL_BF16=0 to serve the packaged GGUF as it is"
-    )
 
 
 def reencoded(source: Path, target_type: str, quantize: Path, directory: Path | None = None) -> Path:

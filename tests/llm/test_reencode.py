@@ -102,17 +102,24 @@ def test_a_failed_conversion_names_the_command_and_leaves_nothing(tmp_path):
     assert [p for p in (tmp_path / "c").rglob("*.gguf*")] == []
 
 
-def test_a_missing_quantize_binary_says_how_to_get_one(tmp_path, monkeypatch):
-    monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="make install"):
-        reencode.quantize_binary(tmp_path / "llama-server")
+def test_a_missing_quantize_binary_says_how_to_get_one_or_do_without(tmp_path, monkeypatch):
+    server = tmp_path / "llama-server"
+    server.write_text("")
+    monkeypatch.setenv("MAGNET_LLAMA_SERVER", str(server))
+    monkeypatch.setenv("MAGNET_LOCAL_BF16", "1")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.delenv("MAGNET_LOCAL_GGUF", raising=False)
+    with pytest.raises(
+        FileNotFoundError, match=r"llama-quantize is not installed in .*make install.*MAGNET_LOCAL_BF16=0"
+    ):
+        local_server.served_gguf()
 
 
 @pytest.mark.integration
 def test_llama_quantize_turns_the_packaged_gguf_into_bf16(tmp_path):
     gguf = pytest.importorskip("gguf")
     source = local_server.default_gguf()
-    quantize = reencode.quantize_binary(local_server.server_binary())
+    quantize = local_server.llama_tool("llama-quantize", local_server.server_binary().parent, "")
     target = reencode.reencoded(source, "BF16", quantize, tmp_path)
     assert target.name == f"{source.stem}.BF16.gguf"
     types = {t.tensor_type.name for t in gguf.GGUFReader(target).tensors}
