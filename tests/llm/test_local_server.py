@@ -26,3 +26,12 @@ def test_a_bad_slot_count_is_refused_by_name(monkeypatch):
     monkeypatch.setenv("MAGNET_LOCAL_PARALLEL", "eight")
     with pytest.raises(ValueError, match="MAGNET_LOCAL_PARALLEL='eight'"):
         local_server.parallel_slots()
+
+
+@pytest.mark.parametrize(
+    "variable, lookup", [("MAGNET_LOCAL_GGUF", "default_gguf"), ("MAGNET_LLAMA_SERVER", "server_binary")]
+)
+def test_a_named_file_that_is_not_there_is_refused_by_variable(tmp_path, monkeypatch, variable, lookup):
+    monkeypatch.setenv(variable, str(tmp_path / "missing"))
+    with pytest.raises(FileNotFoundError, match=f"{variable}=.*missing is not a file"):
+        getattr(local_server, lookup)()
